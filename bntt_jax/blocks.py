@@ -1,0 +1,153 @@
+"""A spiking block: synaptic op (time-agnostic) -> norm -> neuron (-> pool).
+
+A block offers the same layer in the two forms the schedules need:
+
+* ``block(x [k, B, ...], train)``: all steps at once. The synaptic op runs once
+  on the ``k * B`` samples, the norm reduces per step, and only the
+  elementwise LIF recurrence is scanned over time.
+* ``block.step(u, x_t [B, ...], t, train)``: one step, with the membrane ``u``
+  carried by the caller's time loop.
+
+Both return the block output (after pooling) and the number of spikes the
+neurons emitted per example (before pooling).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bntt_jax import neurons as neurons_lib
+from bntt_jax import norms as norms_lib
+
+Array = jax.Array
+
+# The reference's init: xavier-uniform with gain 2, i.e. variance 4 / fan_avg.
+reference_init = nn.initializers.variance_scaling(4.0, 'fan_avg', 'uniform')
+
+GLOBAL_POOL = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+  """One hidden layer of a network.
+
+  Attributes:
+    kind: ``conv`` (``kernel_size`` square, stride 1, 'SAME' padding) or
+      ``dense`` (flattens its input).
+    features: output channels / units.
+    pool: average-pooling window (and stride) after the neuron; 1 = none,
+      ``GLOBAL_POOL`` (-1) = global average over space.
+    kernel_size: conv kernel size.
+    name: the layer's name in the parameter tree (default ``conv{i}``/``fc{i}``).
+  """
+  kind: str
+  features: int
+  pool: int = 1
+  kernel_size: int = 3
+  name: Optional[str] = None
+
+  def __post_init__(self):
+    if self.kind not in ('conv', 'dense'):
+      raise ValueError(f'layer kind {self.kind!r} is not one of conv, dense')
+    if self.kind == 'dense' and self.pool != 1:
+      raise ValueError('a dense layer cannot pool')
+
+  def output_shape(self, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    """Neuron shape (before pooling) for one example's input ``in_shape``."""
+    if self.kind == 'conv':
+      return tuple(in_shape[:-1]) + (self.features,)
+    return (self.features,)
+
+  def pooled_shape(self, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    if self.pool == 1:
+      return shape
+    if self.pool == GLOBAL_POOL:
+      return shape[-1:]
+    return tuple(d // self.pool for d in shape[:-1]) + shape[-1:]
+
+
+def avg_pool(x: Array, window: int) -> Array:
+  """Average pooling of ``[N, H, W, C]``; ``GLOBAL_POOL`` -> ``[N, C]``.
+
+  Odd trailing rows/columns are dropped (floor), as in PyTorch's AvgPool2d.
+  """
+  if window == 1:
+    return x
+  if window == GLOBAL_POOL:
+    return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+  n, h, w, c = x.shape
+  ho, wo = h // window, w // window
+  x = x[:, :ho * window, :wo * window]
+  return x.reshape(n, ho, window, wo, window, c).mean(axis=(2, 4))
+
+
+class SpikingBlock(nn.Module):
+  """Synapse -> norm -> neuron -> pool, for both schedules.
+
+  Attributes:
+    spec: the layer's shape.
+    num_steps: T (the norm's time axis).
+    norm: a name in ``norms.NORMS``; ``norm_kwargs``: its extra settings.
+    neuron: ``LIFParams`` or the string ``relu`` (ANN twin).
+    dtype: compute dtype of the synaptic op (None: the input's); the norm's
+      statistics and the membrane stay in float32 or wider.
+  """
+  spec: LayerSpec
+  num_steps: int
+  norm: str = 'bntt'
+  norm_kwargs: Tuple[Tuple[str, Any], ...] = ()
+  neuron: Any = neurons_lib.LIFParams()
+  dtype: Any = None
+  kernel_init: Any = reference_init
+
+  def setup(self):
+    s = self.spec
+    if s.kind == 'conv':
+      self.synapse = nn.Conv(s.features, (s.kernel_size, s.kernel_size), padding='SAME',
+                             use_bias=False, kernel_init=self.kernel_init, dtype=self.dtype)
+    else:
+      self.synapse = nn.Dense(s.features, use_bias=False, kernel_init=self.kernel_init,
+                              dtype=self.dtype)
+    self.norm_layer = norms_lib.make_norm(self.norm, self.num_steps, **dict(self.norm_kwargs))
+
+  def current(self, x: Array) -> Array:
+    """Synaptic input ``[N, ...]`` -> ``[N, ...]``, time-agnostic."""
+    if self.spec.kind == 'dense':
+      x = x.reshape(x.shape[0], -1)
+    return self.synapse(x)
+
+  def _fire_all(self, i: Array) -> Array:
+    if self.neuron == 'relu':
+      return jax.nn.relu(i)
+    # The membrane is kept in float32 (or wider) whatever the synapse's dtype.
+    return neurons_lib.lif_sequence(i.astype(jnp.promote_types(i.dtype, jnp.float32)),
+                                    self.neuron)
+
+  def __call__(self, x: Array, *, train: bool) -> Tuple[Array, Array]:
+    """``x [k, B, ...]`` -> ``(out [k, B, ...pooled], spikes per example [k, B])``."""
+    k, b = x.shape[:2]
+    i = self.current(x.reshape((k * b,) + x.shape[2:]))
+    i = i.reshape((k, b) + i.shape[1:])
+    i = self.norm_layer(i, train=train)
+    s = self._fire_all(i)
+    counts = _count(s, 2)
+    out = avg_pool(s.reshape((k * b,) + s.shape[2:]), self.spec.pool)
+    return out.reshape((k, b) + out.shape[1:]), counts
+
+  def step(self, u: Array, x: Array, t: Array, *, train: bool) -> Tuple[Array, Array, Array]:
+    """One step: ``(u, x [B, ...], t)`` -> ``(u, out [B, ...pooled], spikes [B])``."""
+    i = self.norm_layer(self.current(x), train=train, t=t)
+    if self.neuron == 'relu':
+      s = jax.nn.relu(i)
+    else:
+      u, s = neurons_lib.lif_step(u, i.astype(u.dtype), self.neuron)
+    return u, avg_pool(s, self.spec.pool), _count(s, 1)
+
+
+def _count(s: Array, lead: int) -> Array:
+  """Sum over the non-leading axes, in float32 (spike counts per example)."""
+  return jnp.sum(s.astype(jnp.float32), axis=tuple(range(lead, s.ndim)))

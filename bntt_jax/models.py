@@ -1,0 +1,111 @@
+"""The paper's networks as lists of layers (spec section 4). Nothing about time here.
+
+* ``vgg9``: CIFAR-10, 32x32 -- conv 64, 64, AP2, 128, 128, AP2, 256, 256, 256,
+  AP2, FC 1024, FC classes.
+* ``vgg11``: CIFAR-100 / Tiny-ImageNet -- conv 64 AP, 128 AP, 256, 256 AP,
+  512, 512 AP, 512, 512, global AP, FC 4096, FC classes.
+* ``dvsnet``: DVS-CIFAR10, 42x42x2 frames. Figure S1's widths are not in the
+  material; after Wu et al. (AAAI 2019) we use a 5-layer convolutional feature
+  extractor conv 64, 128 AP2, 128 AP2, 256 AP2, 256 AP2 (42 -> 21 -> 10 -> 5
+  -> 2) and a classifier FC 512, FC classes. Widths, pools and the hidden FC
+  are arguments.
+* ``smallnet``: grey 8x8 (digits) or 28x28 (MNIST): conv 32 AP2, conv 64 AP2,
+  FC 256, FC classes.
+
+Every hidden layer is synapse (no bias) -> norm -> LIF (-> pool); the last FC is
+the accumulating readout. Weights use the reference init (xavier-uniform,
+gain 2).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from bntt_jax import neurons as neurons_lib
+from bntt_jax.blocks import GLOBAL_POOL, LayerSpec
+from bntt_jax.network import SpikingNetwork
+
+
+def conv(features: int, pool: int = 1) -> LayerSpec:
+  return LayerSpec('conv', features, pool)
+
+
+def dense(features: int) -> LayerSpec:
+  return LayerSpec('dense', features)
+
+
+def vgg9_layers() -> tuple:
+  return (conv(64), conv(64, 2), conv(128), conv(128, 2), conv(256), conv(256), conv(256, 2),
+          dense(1024))
+
+
+def vgg11_layers() -> tuple:
+  return (conv(64, 2), conv(128, 2), conv(256), conv(256, 2), conv(512), conv(512, 2),
+          conv(512), conv(512, GLOBAL_POOL), dense(4096))
+
+
+def dvsnet_layers(widths: Sequence[int] = (64, 128, 128, 256, 256),
+                  pools: Sequence[int] = (1, 2, 2, 2, 2),
+                  hidden: Sequence[int] = (512,)) -> tuple:
+  if len(widths) != len(pools):
+    raise ValueError(f'dvsnet widths {tuple(widths)} and pools {tuple(pools)} differ in length')
+  return tuple(conv(w, p) for w, p in zip(widths, pools)) + tuple(dense(h) for h in hidden)
+
+
+def smallnet_layers(widths: Sequence[int] = (32, 64), hidden: int = 256) -> tuple:
+  return tuple(conv(w, 2) for w in widths) + (dense(hidden),)
+
+
+ARCHITECTURES = {
+    'vgg9': vgg9_layers,
+    'vgg11': vgg11_layers,
+    'dvsnet': dvsnet_layers,
+    'smallnet': smallnet_layers,
+}
+
+
+def create_model(arch: str, *, num_classes: int, num_steps: int, norm: str = 'bntt',
+                 leak: float = 0.95, threshold: float = 1.0, surrogate: str = 'triangle',
+                 surrogate_alpha: float | None = None, neuron: str = 'lif',
+                 encoding: str = 'poisson', rescale: float = 2.0, schedule: str = 'layer',
+                 unroll: int = 1, dtype: Any = None, remat: bool = False,
+                 norm_kwargs: dict | None = None, arch_kwargs: dict | None = None
+                 ) -> SpikingNetwork:
+  """A network by architecture name; every argument is checked with a one-line error."""
+  if arch not in ARCHITECTURES:
+    raise ValueError(f'model {arch!r} is not one of {sorted(ARCHITECTURES)}')
+  if num_steps < 1:
+    raise ValueError(f'timesteps {num_steps} is not accepted: it must be >= 1')
+  if num_classes < 1:
+    raise ValueError(f'num_classes {num_classes} is not accepted: it must be >= 1')
+  if neuron == 'lif':
+    cell = neurons_lib.LIFParams(leak, threshold,
+                                 neurons_lib.make_surrogate(surrogate, surrogate_alpha))
+  elif neuron == 'relu':
+    cell = 'relu'
+  else:
+    raise ValueError(f"neuron {neuron!r} is not one of ['lif', 'relu']")
+  nk = dict(norm_kwargs or {})
+  if norm == 'tdbn':
+    nk.setdefault('threshold', threshold)
+  layers = ARCHITECTURES[arch](**(arch_kwargs or {}))
+  return SpikingNetwork(layers=layers, num_classes=num_classes, num_steps=num_steps, norm=norm,
+                        norm_kwargs=tuple(sorted(nk.items())), neuron=cell, encoding=encoding,
+                        rescale=rescale, schedule=schedule, unroll=unroll, dtype=dtype,
+                        remat=remat)
+
+
+def vgg9(num_classes: int = 10, num_steps: int = 25, **kw) -> SpikingNetwork:
+  return create_model('vgg9', num_classes=num_classes, num_steps=num_steps, **kw)
+
+
+def vgg11(num_classes: int = 100, num_steps: int = 30, **kw) -> SpikingNetwork:
+  return create_model('vgg11', num_classes=num_classes, num_steps=num_steps, **kw)
+
+
+def dvsnet(num_classes: int = 10, num_steps: int = 20, **kw) -> SpikingNetwork:
+  kw.setdefault('encoding', 'frames')
+  return create_model('dvsnet', num_classes=num_classes, num_steps=num_steps, **kw)
+
+
+def smallnet(num_classes: int = 10, num_steps: int = 8, **kw) -> SpikingNetwork:
+  return create_model('smallnet', num_classes=num_classes, num_steps=num_steps, **kw)

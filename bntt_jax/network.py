@@ -1,0 +1,217 @@
+"""A spiking network: encoder -> spiking blocks -> accumulating readout, and the
+two schedules that run it through time.
+
+Nothing feeds back across layers and the input at step t crosses every layer
+at step t, so two orders of the same arithmetic give the same numbers:
+
+``step``
+  one ``lax.scan`` (``flax.linen.scan``) over time carrying every layer's
+  membrane; each step runs all layers. The shape of streaming inference.
+``layer`` (time-batched)
+  each block runs all steps before the next block: the synaptic op once over
+  ``T * B`` samples, the norm per step, only the elementwise LIF recurrence
+  scanned. Much faster where convolutions dominate (see README).
+
+The readout accumulates ``fc_out(s^t)``; ``logits = sum_t fc_out(s^t) / k``
+over the ``k`` steps run. ``k < T`` in evaluation runs the first k steps with
+the statistics and scales of steps ``0..k-1`` (early exit); ``k > T`` is an
+error.
+
+Collections: ``params`` and ``batch_stats``; per-step variables have a leading
+time axis (see :mod:`bntt_jax.norms`). Rng stream ``'poisson'`` feeds the rate
+coder.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence, Tuple
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bntt_jax import blocks as blocks_lib
+from bntt_jax import coding
+from bntt_jax import neurons as neurons_lib
+from bntt_jax import norms as norms_lib
+
+Array = jax.Array
+
+SCHEDULES = ('layer', 'step')
+ENCODINGS = ('poisson', 'direct', 'frames')
+
+
+@flax.struct.dataclass
+class SNNOutput:
+  """What a forward pass returns.
+
+  Attributes:
+    logits: ``[B, classes]``, accumulated readout voltage / steps run.
+    readout: ``[k, B, classes]``, the readout's contribution at each step
+      (``cumsum(readout, 0) / (t + 1)`` are the logits after ``t + 1`` steps).
+    spikes: per hidden layer, spikes per example per step ``[k, B]``.
+    input_spikes: ``[k, B]``, per example per step, the sum of ``|input|``
+      (the number of input spikes under rate coding).
+    layer_names: the hidden layers' names (static).
+    neurons: the hidden layers' neurons per example (static).
+  """
+  logits: Array
+  readout: Array
+  spikes: Tuple[Array, ...]
+  input_spikes: Array
+  layer_names: Tuple[str, ...] = flax.struct.field(pytree_node=False, default=())
+  neurons: Tuple[int, ...] = flax.struct.field(pytree_node=False, default=())
+
+
+def default_names(layers: Sequence[blocks_lib.LayerSpec]) -> Tuple[str, ...]:
+  names, n = [], {'conv': 0, 'dense': 0}
+  for spec in layers:
+    n[spec.kind] += 1
+    names.append(spec.name or f"{'conv' if spec.kind == 'conv' else 'fc'}{n[spec.kind]}")
+  return tuple(names)
+
+
+class SpikingNetwork(nn.Module):
+  """Encoder, hidden spiking layers and an accumulating readout.
+
+  Attributes:
+    layers: the hidden layers, in order.
+    num_classes: readout width.
+    num_steps: T, the steps trained (and the default steps run).
+    norm / norm_kwargs: the norm of every hidden layer (``norms.NORMS``).
+    neuron: ``LIFParams`` for every hidden layer, or ``'relu'`` for the ANN twin.
+    encoding: ``poisson`` (rate-coded static input ``[B, ...]``), ``direct``
+      (static input as a constant current) or ``frames`` (``[B, T, ...]``).
+    rescale: the Poisson coder's rescale (spike probability ``|x| / rescale``).
+    schedule: ``layer`` or ``step``.
+    unroll: ``lax.scan`` unroll factor of the ``step`` schedule.
+    dtype: compute dtype of the synaptic ops (None: float32 params' dtype).
+    remat: rematerialise each block (layer) or each step (step) in backward.
+  """
+  layers: Tuple[blocks_lib.LayerSpec, ...]
+  num_classes: int
+  num_steps: int
+  norm: str = 'bntt'
+  norm_kwargs: Tuple[Tuple[str, Any], ...] = ()
+  neuron: Any = neurons_lib.LIFParams()
+  encoding: str = 'poisson'
+  rescale: float = 2.0
+  schedule: str = 'layer'
+  unroll: int = 1
+  dtype: Any = None
+  remat: bool = False
+
+  def setup(self):
+    if self.schedule not in SCHEDULES:
+      raise ValueError(f'schedule {self.schedule!r} is not one of {SCHEDULES}')
+    if self.encoding not in ENCODINGS:
+      raise ValueError(f'encoding {self.encoding!r} is not one of {ENCODINGS}')
+    if self.num_steps < 1:
+      raise ValueError(f'num_steps {self.num_steps} is not accepted: it must be >= 1')
+    block = nn.remat(blocks_lib.SpikingBlock, static_argnums=(2,)) if (
+        self.remat and self.schedule == 'layer') else blocks_lib.SpikingBlock
+    names = default_names(self.layers)
+    self.blocks = [
+        block(spec, self.num_steps, self.norm, self.norm_kwargs, self.neuron, self.dtype,
+              name=name) for spec, name in zip(self.layers, names)]
+    self.fc_out = nn.Dense(self.num_classes, use_bias=False,
+                           kernel_init=blocks_lib.reference_init, dtype=self.dtype)
+
+  def _readout(self, h: Array) -> Array:
+    out = self.fc_out(h.reshape(h.shape[0], -1))
+    return out.astype(jnp.promote_types(out.dtype, jnp.float32))
+
+  def neuron_shapes(self, step_input_shape: Tuple[int, ...]) -> Tuple[Tuple[int, ...], ...]:
+    """Per hidden layer, the neuron shape of one example, from one step's input shape."""
+    shapes, shape = [], tuple(step_input_shape)
+    for spec in self.layers:
+      out = spec.output_shape(shape)
+      shapes.append(out)
+      shape = spec.pooled_shape(out)
+    return tuple(shapes)
+
+  def __call__(self, x: Array, *, train: bool, num_steps: Optional[int] = None,
+               example_ids: Optional[Array] = None) -> SNNOutput:
+    """Run ``num_steps`` (default T) steps.
+
+    Args:
+      x: ``[B, ...]`` static input, or ``[B, T_in, ...]`` frames.
+      train: batch statistics (and their running update) or running statistics.
+      num_steps: steps to run, ``1..T``.
+      example_ids: ``[B]`` ids for the Poisson draws (default: batch position).
+    """
+    k = self.num_steps if num_steps is None else int(num_steps)
+    if not 1 <= k <= self.num_steps:
+      raise ValueError(f'num_steps {k} is not accepted: the network was built for '
+                       f'1..{self.num_steps} steps')
+    if train and self.norm not in norms_lib.CAUSAL_NORMS and self.schedule == 'step':
+      raise ValueError(f'norm {self.norm!r} pools statistics over time and cannot be trained '
+                       'with the step schedule; use schedule=layer')
+    key = self.make_rng('poisson') if self.encoding == 'poisson' else None
+    step_shape = x.shape[2:] if self.encoding == 'frames' else x.shape[1:]
+    names = default_names(self.layers)
+    neurons = tuple(math.prod(s) for s in self.neuron_shapes(step_shape))
+    # Both schedules share one variable layout; init creates it the layer way
+    # (variables cannot be created inside the step schedule's scan).
+    if self.schedule == 'layer' or self.is_initializing():
+      readout, spikes, in_spikes = self._run_layer(x, key, k, train, example_ids)
+    else:
+      readout, spikes, in_spikes = self._run_step(x, key, k, train, example_ids)
+    return SNNOutput(logits=readout.sum(0) / k, readout=readout, spikes=tuple(spikes),
+                     input_spikes=in_spikes, layer_names=names, neurons=neurons)
+
+  # -- encoders ---------------------------------------------------------------
+
+  def _encode_all(self, x, key, k, example_ids):
+    if self.encoding == 'poisson':
+      return coding.poisson_encode(key, x, k, self.rescale, example_ids)
+    return coding.direct_encode(x, k, frames=self.encoding == 'frames')
+
+  def _encode_step(self, x, key, t, example_ids):
+    if self.encoding == 'poisson':
+      return coding.poisson_step(key, x, t, self.rescale, example_ids)
+    return coding.direct_step(x, t, frames=self.encoding == 'frames')
+
+  # -- schedules --------------------------------------------------------------
+
+  def _run_layer(self, x, key, k, train, example_ids):
+    h = self._encode_all(x, key, k, example_ids)
+    in_spikes = _abs_sum(h, 2)
+    spikes = []
+    for blk in self.blocks:
+      h, c = blk(h, train=train)
+      spikes.append(c)
+    readout = self._readout(h.reshape((k * h.shape[1],) + h.shape[2:]))
+    return readout.reshape((k, -1) + readout.shape[1:]), spikes, in_spikes
+
+  def _run_step(self, x, key, k, train, example_ids):
+    b = x.shape[0]
+    step_shape = x.shape[2:] if self.encoding == 'frames' else x.shape[1:]
+    mem_dtype = jnp.promote_types(x.dtype, jnp.float32)
+    u0 = tuple(jnp.zeros((b,) + s, mem_dtype) for s in self.neuron_shapes(step_shape))
+
+    def body(mdl, us, t):
+      h = mdl._encode_step(x, key, t, example_ids)
+      in_spikes = _abs_sum(h, 1)
+      new_us, counts = [], []
+      for blk, u in zip(mdl.blocks, us):
+        u, h, c = blk.step(u, h, t, train=train)
+        new_us.append(u)
+        counts.append(c)
+      return tuple(new_us), (mdl._readout(h), tuple(counts), in_spikes)
+
+    if self.remat:
+      body = nn.remat(body)
+    # Training updates row t of the running statistics at step t: they are carried.
+    # Evaluation only reads them: they are broadcast like the parameters.
+    carried = ['batch_stats'] if train else []
+    broadcast = ['params'] + ([] if train else ['batch_stats'])
+    scan = nn.scan(body, variable_broadcast=broadcast, variable_carry=carried,
+                   split_rngs={'params': False}, length=k, unroll=self.unroll)
+    _, (readout, counts, in_spikes) = scan(self, u0, jnp.arange(k))
+    return readout, list(counts), in_spikes
+
+
+def _abs_sum(h: Array, lead: int) -> Array:
+  return jnp.sum(jnp.abs(h.astype(jnp.float32)), axis=tuple(range(lead, h.ndim)))

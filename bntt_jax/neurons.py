@@ -1,0 +1,158 @@
+"""Leaky integrate-and-fire neurons with surrogate gradients (spec section 1).
+
+One step of a LIF layer, with ``I`` the normalised synaptic input::
+
+    u <- leak * u + I           integrate (the leak acts on the previous membrane)
+    s  = H(u - theta)           fire, strictly greater than theta
+    u <- u - theta * s          soft reset; no gradient flows through the reset
+
+The Heaviside step has a surrogate derivative. Following the reference, every
+surrogate is written as a function of ``x = u / theta - 1`` and the chain rule
+adds the factor ``1 / theta``: ``dS/du = surrogate(x) / theta``.
+
+Functions here are pure and time-agnostic except :func:`lif_sequence`, which
+runs the recurrence over a leading time axis ``[T, ...]`` with ``lax.scan``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Callable, Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Surrogate:
+  """A surrogate derivative dS/dx of the spike, ``x = u / theta - 1``.
+
+  Attributes:
+    name: ``triangle`` (the paper's), ``fast_sigmoid`` or ``arctan``.
+    alpha: the shape parameter: peak height for ``triangle`` (reference 0.3),
+      slope ``k`` for ``fast_sigmoid`` (``1 / (1 + k|x|)^2``), and ``alpha`` of
+      ``alpha / 2 / (1 + (pi/2 alpha x)^2)`` for ``arctan``.
+  """
+  name: str = 'triangle'
+  alpha: float = 0.3
+
+  def __post_init__(self):
+    if self.name not in SURROGATES:
+      raise ValueError(f'surrogate {self.name!r} is not one of {sorted(SURROGATES)}')
+
+  def grad(self, x: Array) -> Array:
+    return SURROGATES[self.name](x, self.alpha)
+
+
+def _triangle(x, alpha):
+  return alpha * jnp.maximum(0.0, 1.0 - jnp.abs(x))
+
+
+def _fast_sigmoid(x, k):
+  return 1.0 / jnp.square(1.0 + k * jnp.abs(x))
+
+
+def _arctan(x, alpha):
+  return (alpha / 2.0) / (1.0 + jnp.square(math.pi / 2.0 * alpha * x))
+
+
+SURROGATES: dict[str, Callable[[Array, float], Array]] = {
+    'triangle': _triangle,
+    'fast_sigmoid': _fast_sigmoid,
+    'arctan': _arctan,
+}
+
+DEFAULT_ALPHA = {'triangle': 0.3, 'fast_sigmoid': 25.0, 'arctan': 2.0}
+
+
+def make_surrogate(name: str, alpha: Optional[float] = None) -> Surrogate:
+  """A surrogate by name, with that surrogate's usual ``alpha`` when not given."""
+  if name not in SURROGATES:
+    raise ValueError(f'surrogate {name!r} is not one of {sorted(SURROGATES)}')
+  return Surrogate(name, DEFAULT_ALPHA[name] if alpha is None else float(alpha))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def spike(u: Array, threshold: float, surrogate: Surrogate) -> Array:
+  """Heaviside ``u > threshold`` (0/1 in ``u``'s dtype) with a surrogate VJP."""
+  return (u > threshold).astype(u.dtype)
+
+
+def _spike_fwd(u, threshold, surrogate):
+  return spike(u, threshold, surrogate), u
+
+
+def _spike_bwd(threshold, surrogate, u, g):
+  x = u / threshold - 1.0
+  return (g * surrogate.grad(x).astype(g.dtype) / threshold,)
+
+
+spike.defvjp(_spike_fwd, _spike_bwd)
+
+
+@dataclasses.dataclass(frozen=True)
+class LIFParams:
+  """Static settings of a LIF layer (hashable: they parametrise compiled code)."""
+  leak: float = 0.95
+  threshold: float = 1.0
+  surrogate: Surrogate = Surrogate()
+
+  def __post_init__(self):
+    if not 0.0 < self.leak <= 1.0:
+      raise ValueError(f'leak {self.leak} is outside the accepted range (0, 1]')
+    if not self.threshold > 0.0:
+      raise ValueError(f'threshold {self.threshold} is not accepted: it must be > 0')
+
+
+def lif_step(u: Array, current: Array, p: LIFParams) -> Tuple[Array, Array]:
+  """One LIF step. ``u``, ``current``: same shape. Returns ``(u_next, spikes)``."""
+  u = p.leak * u + current
+  s = spike(u, p.threshold, p.surrogate)
+  # The reset is a constant to autodiff, as in the reference (a fresh tensor).
+  u = u - p.threshold * jax.lax.stop_gradient(s)
+  return u, s
+
+
+def lif_sequence(currents: Array, p: LIFParams, unroll: int = 1) -> Array:
+  """The LIF recurrence over the leading time axis.
+
+  Args:
+    currents: ``[T, ...]`` synaptic input per step.
+    p: the neuron's settings.
+    unroll: ``lax.scan`` unroll factor.
+
+  Returns:
+    spikes ``[T, ...]`` in ``currents.dtype``; the membrane starts at zero.
+  """
+  def body(u, i):
+    u, s = lif_step(u, i, p)
+    return u, s
+
+  _, s = jax.lax.scan(body, jnp.zeros_like(currents[0]), currents, unroll=unroll)
+  return s
+
+
+class LIF(nn.Module):
+  """A LIF layer as a Flax module (no parameters).
+
+  ``__call__(currents)`` takes ``[T, ...]`` and returns spikes ``[T, ...]``;
+  :meth:`step` takes one step's ``(membrane, current)`` and returns
+  ``(membrane, spikes)`` for time loops written by the caller.
+  """
+  leak: float = 0.95
+  threshold: float = 1.0
+  surrogate: Surrogate = Surrogate()
+
+  @property
+  def settings(self) -> LIFParams:
+    return LIFParams(self.leak, self.threshold, self.surrogate)
+
+  def __call__(self, currents: Array) -> Array:
+    return lif_sequence(currents, self.settings)
+
+  def step(self, u: Array, current: Array) -> Tuple[Array, Array]:
+    return lif_step(u, current, self.settings)

@@ -1,0 +1,96 @@
+"""LIF neuron and surrogate gradients against closed forms (spec section 1)."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bntt_jax import neurons
+
+
+def _vjp_of_spike(u, threshold, sur):
+  return np.asarray(jax.grad(lambda u: jnp.sum(neurons.spike(u, threshold, sur)))(u))
+
+
+@pytest.mark.parametrize('threshold', [1.0, 0.5, 2.0])
+def test_triangle_surrogate_closed_form_with_1_over_theta(threshold):
+  with jax.enable_x64(True):
+    sur = neurons.make_surrogate('triangle')
+    assert sur.alpha == 0.3
+    # x = u/theta - 1 at -1.5, -1 (edge), -0.5, 0 (peak), 0.25, 1 (edge), 2.
+    xs = np.array([-1.5, -1.0, -0.5, 0.0, 0.25, 1.0, 2.0])
+    u = jnp.asarray((xs + 1.0) * threshold)
+    got = _vjp_of_spike(u, threshold, sur)
+    want = np.array([0.0, 0.0, 0.15, 0.3, 0.225, 0.0, 0.0]) / threshold
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
+
+
+def test_fast_sigmoid_and_arctan_closed_forms():
+  with jax.enable_x64(True):
+    xs = np.array([-2.0, -0.5, 0.0, 0.1, 1.0])
+    theta = 0.8
+    u = jnp.asarray((xs + 1.0) * theta)
+    fs = neurons.make_surrogate('fast_sigmoid', 10.0)
+    np.testing.assert_allclose(_vjp_of_spike(u, theta, fs),
+                               1.0 / (1.0 + 10.0 * np.abs(xs)) ** 2 / theta, rtol=1e-13)
+    at = neurons.make_surrogate('arctan', 2.0)
+    np.testing.assert_allclose(_vjp_of_spike(u, theta, at),
+                               1.0 / (1.0 + (math.pi * xs) ** 2) / theta, rtol=1e-13)
+    with pytest.raises(ValueError, match="surrogate 'nope'"):
+      neurons.make_surrogate('nope')
+
+
+def test_spike_is_strictly_greater_than_threshold():
+  u = jnp.asarray([0.999, 1.0, 1.0001, -3.0, 5.0])
+  np.testing.assert_array_equal(neurons.spike(u, 1.0, neurons.Surrogate()), [0, 0, 1, 0, 1])
+
+
+def test_soft_reset_carries_no_gradient():
+  """d u_next / d u = leak + surrogate only through the spike's own use; the
+  reset term theta * s contributes nothing."""
+  with jax.enable_x64(True):
+    p = neurons.LIFParams(leak=0.9, threshold=1.0)
+    u_prev = jnp.asarray([0.5, 1.05, 2.0])   # the 2nd and 3rd fire after integration
+    cur = jnp.asarray([0.6, 0.2, 0.0])
+    du = jax.jacrev(lambda u: neurons.lif_step(u, cur, p)[0])(u_prev)
+    np.testing.assert_allclose(np.diag(du), [0.9, 0.9, 0.9], rtol=1e-15)
+    # The forward value does subtract theta where it fired.
+    u_next, s = neurons.lif_step(u_prev, cur, p)
+    np.testing.assert_allclose(u_next, [0.45 + 0.6 - 1.0, 0.945 + 0.2 - 1.0, 1.8 - 1.0])
+    np.testing.assert_array_equal(s, [1.0, 1.0, 1.0])
+
+
+def test_lif_sequence_matches_hand_loop_and_gradient():
+  with jax.enable_x64(True):
+    p = neurons.LIFParams(leak=0.8, threshold=1.0)
+    cur = np.random.RandomState(0).uniform(-0.5, 1.5, (6, 5))
+    u = np.zeros(5)
+    want = []
+    for t in range(6):
+      u = 0.8 * u + cur[t]
+      s = (u > 1.0).astype(float)
+      u = u - s
+      want.append(s)
+    s_all = neurons.lif_sequence(jnp.asarray(cur), p)
+    np.testing.assert_array_equal(s_all, np.array(want))
+    # Gradient of sum(w * s) by the recurrence delta_t = g_t sigma'(u_t) + leak delta_{t+1}.
+    w = np.random.RandomState(1).randn(6, 5)
+    g = np.asarray(jax.grad(lambda c: jnp.sum(neurons.lif_sequence(c, p) * w))(jnp.asarray(cur)))
+    u, upre = np.zeros(5), []
+    for t in range(6):
+      u = 0.8 * u + cur[t]
+      upre.append(u.copy())
+      u = u - (u > 1.0)
+    delta, want_g = np.zeros(5), np.zeros((6, 5))
+    for t in reversed(range(6)):
+      delta = w[t] * 0.3 * np.maximum(0.0, 1.0 - np.abs(upre[t] - 1.0)) + 0.8 * delta
+      want_g[t] = delta
+    np.testing.assert_allclose(g, want_g, rtol=1e-13, atol=1e-15)
+
+
+def test_lif_params_reject_bad_values():
+  with pytest.raises(ValueError, match='leak 1.5'):
+    neurons.LIFParams(leak=1.5)
+  with pytest.raises(ValueError, match='threshold 0'):
+    neurons.LIFParams(threshold=0.0)
