@@ -120,20 +120,18 @@ class SpikingBlock(nn.Module):
       x = x.reshape(x.shape[0], -1)
     return self.synapse(x)
 
-  def _fire_all(self, i: Array) -> Array:
-    if self.neuron == 'relu':
-      return jax.nn.relu(i)
-    # The membrane is kept in float32 (or wider) whatever the synapse's dtype.
-    return neurons_lib.lif_sequence(i.astype(jnp.promote_types(i.dtype, jnp.float32)),
-                                    self.neuron)
-
   def __call__(self, x: Array, *, train: bool) -> Tuple[Array, Array]:
     """``x [k, B, ...]`` -> ``(out [k, B, ...pooled], spikes per example [k, B])``."""
     k, b = x.shape[:2]
     i = self.current(x.reshape((k * b,) + x.shape[2:]))
     i = i.reshape((k, b) + i.shape[1:])
-    i = self.norm_layer(i, train=train)
-    s = self._fire_all(i)
+    mul, add = self.norm_layer.affine(i, train=train)
+    if self.neuron == 'relu':
+      s = jax.nn.relu(norms_lib.apply_affine(i, mul, add, stepwise=True))
+    else:
+      # The norm's per-step affine map runs inside the LIF scan (one pass over
+      # memory); the membrane is float32 or wider whatever the synapse's dtype.
+      s = neurons_lib.lif_affine_sequence(i, mul, add, self.neuron)
     counts = _count(s, 2)
     out = avg_pool(s.reshape((k * b,) + s.shape[2:]), self.spec.pool)
     return out.reshape((k, b) + out.shape[1:]), counts

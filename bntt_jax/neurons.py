@@ -156,3 +156,73 @@ class LIF(nn.Module):
 
   def step(self, u: Array, current: Array) -> Tuple[Array, Array]:
     return lif_step(u, current, self.settings)
+
+
+def _affine_bshape(mul: Array, ndim: int) -> Tuple[int, ...]:
+  """``mul [k, G, C]`` -> a shape broadcasting against grouped ``[k, G, n, ..., C]``."""
+  return mul.shape[:2] + (1,) * (ndim - 3) + mul.shape[-1:]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def lif_affine_sequence(x: Array, mul: Array, add: Array, p: LIFParams, unroll: int = 1) -> Array:
+  """LIF driven by a per-step, per-channel affine map of its input, fused.
+
+  Equal to ``lif_sequence(x * mul + add)`` (with ``mul``/``add`` broadcast per
+  step and statistics group), but the map, the recurrence and, in the
+  backward pass, the reductions for ``mul`` and ``add`` run inside one scan
+  over time, so each step's slice is read from memory once.
+
+  Args:
+    x: ``[k, N, ..., C]`` synaptic input (any float dtype).
+    mul, add: ``[k, G, C]``; the batch axis is split into ``G`` equal groups.
+    p: the neuron's settings.
+
+  Returns:
+    spikes ``[k, N, ..., C]`` in ``promote(x.dtype, float32)``.
+  """
+  return _lif_affine_fwd(x, mul, add, p, unroll)[0]
+
+
+def _lif_affine_fwd(x, mul, add, p, unroll):
+  dt = jnp.promote_types(x.dtype, jnp.float32)
+  g = mul.shape[1]
+  xg = x.reshape(x.shape[:1] + (g, x.shape[1] // g) + x.shape[2:])
+  bshape = _affine_bshape(mul, xg.ndim)[1:]
+
+  def body(u, inp):
+    xt, mt, at = inp
+    u = p.leak * u + (xt.astype(dt) * mt.reshape(bshape).astype(dt) +
+                      at.reshape(bshape).astype(dt))
+    s = (u > p.threshold).astype(dt)
+    return u - p.threshold * s, (s, u)
+
+  _, (s, upre) = jax.lax.scan(body, jnp.zeros(xg.shape[1:], dt), (xg, mul, add), unroll=unroll)
+  return s.reshape(x.shape), (x, mul, add, upre)
+
+
+def _lif_affine_bwd(p, unroll, res, g_s):
+  x, mul, add, upre = res
+  dt = upre.dtype
+  xg = x.reshape(upre.shape)
+  gg = g_s.reshape(upre.shape).astype(dt)
+  bshape = _affine_bshape(mul, xg.ndim)[1:]
+  red = tuple(range(1, xg.ndim - 2))   # a step's slice [G, n, ..., C]: all but G and C
+
+  def body(delta, inp):
+    gt, ut, xt, mt = inp
+    # delta_t = dL/du_pre_t: the spike's surrogate term plus the leaked future
+    # (the reset carries no gradient).
+    delta = gt * p.surrogate.grad(ut / p.threshold - 1.0).astype(dt) / p.threshold \
+        + p.leak * delta
+    dx = delta * mt.reshape(bshape).astype(dt)
+    xt32 = xt.astype(dt)
+    dmul = jnp.sum(delta * xt32, axis=red)
+    dadd = jnp.sum(delta, axis=red)
+    return delta, (dx, dmul, dadd)
+
+  _, (dx, dmul, dadd) = jax.lax.scan(body, jnp.zeros(upre.shape[1:], dt), (gg, upre, xg, mul),
+                                     reverse=True, unroll=unroll)
+  return (dx.reshape(x.shape).astype(x.dtype), dmul.astype(mul.dtype), dadd.astype(add.dtype))
+
+
+lif_affine_sequence.defvjp(_lif_affine_fwd, _lif_affine_bwd)

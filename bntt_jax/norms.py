@@ -14,6 +14,11 @@ old + momentum * batch`` with the *unbiased* batch variance, and evaluation
 normalises with them. This differs from ``flax.linen.BatchNorm`` (momentum is
 the weight of the old value there, and the variance is biased).
 
+Every norm is a per-step, per-channel affine map of its input, so each exposes
+:meth:`affine`, returning ``mul`` and ``add`` with ``y = x * mul + add``; the
+spiking block fuses that map into the LIF recurrence (one pass over memory
+instead of three) and autodiff carries the gradient through the statistics.
+
 Variables (``'params'`` and ``'batch_stats'`` collections):
 
 ========  ==============================  ===================================
@@ -34,10 +39,11 @@ them in evaluation only.
 Statistics are computed in at least float32 whatever the input dtype.
 
 ``stat_groups = G > 1`` computes the batch statistics separately over G equal
-consecutive slices of the batch axis (per-device statistics when the batch is
-sharded over G devices; each slice then lives on one device). The running
-statistics are updated with the mean over the groups of each group's
-statistics.
+consecutive slices of the batch axis: per-device statistics when the batch is
+sharded over G devices (each slice then lives on one device), as in
+data-parallel training without synchronised BN. The running statistics are
+updated with the mean over the groups of each group's statistics. Evaluation
+uses the running statistics and is not grouped.
 """
 from __future__ import annotations
 
@@ -53,54 +59,54 @@ EPSILON = 1e-4
 MOMENTUM = 0.1
 
 
-def _stat_dtype(dtype):
-  return jnp.promote_types(dtype, jnp.float32)
+def group(x: Array, groups: int, batch_axis: int) -> Array:
+  """Split the batch axis into ``[groups, batch // groups]``."""
+  n = x.shape[batch_axis]
+  if n % groups:
+    raise ValueError(f'batch {n} does not split into {groups} statistics groups')
+  return x.reshape(x.shape[:batch_axis] + (groups, n // groups) + x.shape[batch_axis + 1:])
 
 
-def batch_moments(x: Array, axes: Tuple[int, ...], groups: int = 1,
-                  batch_axis: int = 0) -> Tuple[Array, Array, int]:
-  """Mean and biased variance of ``x`` over ``axes``, in at least float32.
-
-  With ``groups > 1`` the batch axis (``batch_axis``, which must be in
-  ``axes``) is split into ``groups`` equal consecutive slices and the moments
-  get a leading group axis ``[G, ...]``.
-
-  Returns:
-    ``(mean, var, m)`` with ``m`` the number of samples behind each moment.
-  """
-  x = x.astype(_stat_dtype(x.dtype))
-  if groups > 1:
-    n = x.shape[batch_axis]
-    if n % groups:
-      raise ValueError(f'batch {n} does not split into {groups} statistics groups')
-    x = x.reshape(x.shape[:batch_axis] + (groups, n // groups) + x.shape[batch_axis + 1:])
-    x = jnp.moveaxis(x, batch_axis, 0)
-    axes = tuple(a + 1 for a in axes)
+def moments(xg: Array, axes: Tuple[int, ...]) -> Tuple[Array, Array, int]:
+  """Mean and biased variance over ``axes`` in at least float32, and the count."""
+  xg = xg.astype(jnp.promote_types(xg.dtype, jnp.float32))
   m = 1
   for a in axes:
-    m *= x.shape[a]
-  mean = jnp.mean(x, axis=axes, keepdims=True)
-  var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+    m *= xg.shape[a]
+  mean = jnp.mean(xg, axis=axes, keepdims=True)
+  var = jnp.mean(jnp.square(xg - mean), axis=axes, keepdims=True)
   return jnp.squeeze(mean, axes), jnp.squeeze(var, axes), m
 
 
 def running_update(old_mean: Array, old_var: Array, mean: Array, var: Array, m: int,
-                   momentum: float, groups: int = 1) -> Tuple[Array, Array]:
-  """PyTorch's running-statistics rule with the unbiased batch variance."""
+                   momentum: float, group_axis: int) -> Tuple[Array, Array]:
+  """PyTorch's running-statistics rule with the unbiased batch variance; the
+  group axis of ``mean``/``var`` is averaged out."""
   unbiased = var * (m / max(m - 1, 1))
-  if groups > 1:
-    mean, unbiased = mean.mean(0), unbiased.mean(0)
+  mean, unbiased = mean.mean(group_axis), unbiased.mean(group_axis)
   return ((1.0 - momentum) * old_mean + momentum * mean,
           (1.0 - momentum) * old_var + momentum * unbiased)
 
 
-def _bcast(v: Array, ndim: int, lead: int = 0) -> Array:
-  """Shape ``[*lead_dims, C]`` -> broadcastable against ``ndim`` dims."""
-  return v.reshape(v.shape[:lead] + (1,) * (ndim - lead - 1) + v.shape[-1:])
+def apply_affine(x: Array, mul: Array, add: Array, stepwise: bool) -> Array:
+  """``y = x * mul + add`` in x's dtype.
+
+  ``x``: ``[k, N, ..., C]`` with ``mul``/``add`` ``[k, G, C]`` (``stepwise``),
+  or ``x``: ``[N, ..., C]`` with ``[G, C]``.
+  """
+  lead = 1 if stepwise else 0
+  xg = group(x, mul.shape[lead], lead)
+  bshape = mul.shape[:lead + 1] + (1,) * (xg.ndim - lead - 2) + mul.shape[-1:]
+  y = xg * mul.reshape(bshape).astype(x.dtype) + add.reshape(bshape).astype(x.dtype)
+  return y.reshape(x.shape)
 
 
 class _TimeNorm(nn.Module):
-  """Shared machinery; subclasses define the statistics and the affine part."""
+  """Shared machinery. Subclasses implement :meth:`affine`."""
+
+  def __call__(self, x: Array, *, train: bool, t: Optional[Array] = None) -> Array:
+    mul, add = self.affine(x, train=train, t=t)
+    return apply_affine(x, mul, add, stepwise=t is None)
 
   def _check_steps(self, k: int):
     if k > self.num_steps:
@@ -111,6 +117,10 @@ class _TimeNorm(nn.Module):
     ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros(shape, jnp.float32))
     ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones(shape, jnp.float32))
     return ra_mean, ra_var
+
+
+def _at(v: Array, t) -> Array:
+  return jax.lax.dynamic_index_in_dim(v, t, 0, keepdims=False)
 
 
 class BNTT(_TimeNorm):
@@ -135,67 +145,45 @@ class BNTT(_TimeNorm):
   param_dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: Array, *, train: bool, t: Optional[Array] = None) -> Array:
+  def affine(self, x: Array, *, train: bool, t: Optional[Array] = None) -> Tuple[Array, Array]:
+    """``(mul, add)``: ``[k, G, C]`` for ``x [k, N, ..., C]``, ``[G, C]`` at step t."""
     T, C = self.num_steps, x.shape[-1]
     gamma = self.param('scale', self.scale_init, (T, C), self.param_dtype)
     beta = (self.param('bias', nn.initializers.zeros, (T, C), self.param_dtype)
             if self.use_bias else None)
     ra_mean, ra_var = self._running((T, C))
-
-    if t is None:  # x: [k, N, ..., C]
+    stepwise = t is None
+    if stepwise:
       k = x.shape[0]
       self._check_steps(k)
-      axes = tuple(range(1, x.ndim - 1))
-      lead, batch_axis = 1, 1
       pick = lambda v: v[:k]
-    else:  # x: [N, ..., C] at step t
-      axes = tuple(range(0, x.ndim - 1))
-      lead, batch_axis = 0, 0
-      pick = lambda v: jax.lax.dynamic_index_in_dim(v, t, 0, keepdims=False)
+    else:
+      pick = lambda v: _at(v, t)
+    g = pick(gamma)
+    b = pick(beta) if beta is not None else None
 
     if train:
-      mean, var, m = batch_moments(x, axes, self.stat_groups, batch_axis)
+      lead = 1 if stepwise else 0
+      xg = group(x, self.stat_groups, lead)
+      mean, var, m = moments(xg, tuple(range(lead + 1, xg.ndim - 1)))   # [k, G, C] / [G, C]
       if not self.is_initializing():
         new_mean, new_var = running_update(pick(ra_mean.value), pick(ra_var.value), mean, var,
-                                           m, self.momentum, self.stat_groups)
-        if t is None:
+                                           m, self.momentum, group_axis=lead)
+        if stepwise:
           ra_mean.value = ra_mean.value.at[:k].set(new_mean)
           ra_var.value = ra_var.value.at[:k].set(new_var)
         else:
           ra_mean.value = jax.lax.dynamic_update_index_in_dim(ra_mean.value, new_mean, t, 0)
           ra_var.value = jax.lax.dynamic_update_index_in_dim(ra_var.value, new_var, t, 0)
+      g, b = jnp.expand_dims(g, lead), (jnp.expand_dims(b, lead) if b is not None else None)
     else:
       mean, var = pick(ra_mean.value), pick(ra_var.value)
-
-    g = pick(gamma)
-    b = pick(beta) if beta is not None else None
-    return _affine(x, mean, var, g, b, self.epsilon, lead, self.stat_groups if train else 1,
-                   batch_axis)
-
-
-def _affine(x, mean, var, scale, bias, eps, lead, groups=1, batch_axis=0):
-  """``scale * (x - mean) / sqrt(var + eps) + bias`` in x's dtype.
-
-  ``mean``/``var`` are ``[*lead, C]`` (or ``[G, *lead, C]`` with groups);
-  ``scale``/``bias`` ``[*lead, C]``.
-  """
-  dt = x.dtype
-  inv = jax.lax.rsqrt(var + eps)
-  if groups > 1:
-    n = x.shape[batch_axis]
-    xg = x.reshape(x.shape[:batch_axis] + (groups, n // groups) + x.shape[batch_axis + 1:])
-    xg = jnp.moveaxis(xg, batch_axis, 0)  # [G, ...]
-    mul = inv * scale[None]
-    add = -mean * mul + (bias[None] if bias is not None else 0.0)
-    nd = xg.ndim - 1
-    y = xg * _bcast(mul, nd + 1, lead + 1).astype(dt) + _bcast(add, nd + 1, lead + 1).astype(dt)
-    y = jnp.moveaxis(y, 0, batch_axis)
-    return y.reshape(x.shape)
-  mul = inv * scale
-  add = -mean * mul
-  if bias is not None:
-    add = add + bias
-  return x * _bcast(mul, x.ndim, lead).astype(dt) + _bcast(add, x.ndim, lead).astype(dt)
+      lead = 1 if stepwise else 0
+      mean, var = jnp.expand_dims(mean, lead), jnp.expand_dims(var, lead)
+      g, b = jnp.expand_dims(g, lead), (jnp.expand_dims(b, lead) if b is not None else None)
+    mul = g * jax.lax.rsqrt(var + self.epsilon)
+    add = -mean * mul + (b if b is not None else 0.0)
+    return mul, add
 
 
 class _PooledNorm(_TimeNorm):
@@ -206,26 +194,30 @@ class _PooledNorm(_TimeNorm):
   stat_groups: int = 1
   param_dtype: Any = jnp.float32
 
-  def _normalise(self, x, t, train, scale, bias):
+  def _pooled_stats(self, x, t, train):
+    """Normalising ``(mean, inv_std)``: ``[k, G, C]`` stepwise, ``[G, C]`` at step t."""
     C = x.shape[-1]
     ra_mean, ra_var = self._running((C,))
-    if t is None:
+    stepwise = t is None
+    if stepwise:
       self._check_steps(x.shape[0])
-      axes, batch_axis = tuple(range(0, x.ndim - 1)), 1
-    else:
-      axes, batch_axis = tuple(range(0, x.ndim - 1)), 0
     if train:
-      if t is not None:
+      if not stepwise:
         raise ValueError(f'norm {type(self).__name__} pools statistics over all time steps: '
                          'train it with the layer schedule (the step schedule can evaluate it)')
-      mean, var, m = batch_moments(x, axes, self.stat_groups, batch_axis)
+      xg = group(x, self.stat_groups, 1)
+      axes = (0,) + tuple(range(2, xg.ndim - 1))
+      mean, var, m = moments(xg, axes)   # [G, C]
       if not self.is_initializing():
         ra_mean.value, ra_var.value = running_update(ra_mean.value, ra_var.value, mean, var, m,
-                                                     self.momentum, self.stat_groups)
-      groups = self.stat_groups
+                                                     self.momentum, group_axis=0)
     else:
-      mean, var, groups = ra_mean.value, ra_var.value, 1
-    return _affine(x, mean, var, scale, bias, self.epsilon, 0, groups, batch_axis)
+      mean, var = ra_mean.value[None], ra_var.value[None]   # [1, C]
+    inv = jax.lax.rsqrt(var + self.epsilon)
+    if stepwise:
+      k = x.shape[0]
+      mean, inv = (jnp.broadcast_to(v[None], (k,) + v.shape) for v in (mean, inv))
+    return mean, inv
 
 
 class BN(_PooledNorm):
@@ -233,12 +225,14 @@ class BN(_PooledNorm):
   use_bias: bool = False
 
   @nn.compact
-  def __call__(self, x, *, train: bool, t=None):
+  def affine(self, x, *, train: bool, t=None):
     C = x.shape[-1]
     scale = self.param('scale', nn.initializers.ones, (C,), self.param_dtype)
     bias = (self.param('bias', nn.initializers.zeros, (C,), self.param_dtype)
-            if self.use_bias else None)
-    return self._normalise(x, t, train, scale, bias)
+            if self.use_bias else 0.0)
+    mean, inv = self._pooled_stats(x, t, train)
+    mul = inv * scale
+    return mul, bias - mean * mul
 
 
 class TDBN(_PooledNorm):
@@ -252,11 +246,13 @@ class TDBN(_PooledNorm):
   threshold: float = 1.0
 
   @nn.compact
-  def __call__(self, x, *, train: bool, t=None):
+  def affine(self, x, *, train: bool, t=None):
     C = x.shape[-1]
     gamma = self.param('scale', nn.initializers.ones, (C,), self.param_dtype)
     beta = self.param('bias', nn.initializers.zeros, (C,), self.param_dtype)
-    return self._normalise(x, t, train, gamma * (self.alpha * self.threshold), beta)
+    mean, inv = self._pooled_stats(x, t, train)
+    mul = inv * gamma * (self.alpha * self.threshold)
+    return mul, beta - mean * mul
 
 
 class TEBN(_PooledNorm):
@@ -267,27 +263,37 @@ class TEBN(_PooledNorm):
   """
 
   @nn.compact
-  def __call__(self, x, *, train: bool, t=None):
+  def affine(self, x, *, train: bool, t=None):
     C = x.shape[-1]
     gamma = self.param('scale', nn.initializers.ones, (C,), self.param_dtype)
     beta = self.param('bias', nn.initializers.zeros, (C,), self.param_dtype)
     p = self.param('step_scale', nn.initializers.ones, (self.num_steps,), self.param_dtype)
-    y = self._normalise(x, t, train, gamma, beta)
+    mean, inv = self._pooled_stats(x, t, train)
     if t is None:
-      pk = p[:x.shape[0]].reshape((-1,) + (1,) * (x.ndim - 1))
+      pk = p[:x.shape[0], None, None]   # [k, 1, 1]
     else:
-      pk = jax.lax.dynamic_index_in_dim(p, t, 0, keepdims=False)
-    return y * pk.astype(y.dtype)
+      pk = _at(p, t)
+    mul = pk * inv * gamma
+    return mul, pk * beta - mean * mul
 
 
-class Identity(nn.Module):
+class Identity(_TimeNorm):
   """``norm = none``: the surrogate-gradient baseline without normalisation."""
   num_steps: int = 1
 
+  def affine(self, x, *, train: bool, t=None):
+    del train
+    C = x.shape[-1]
+    if t is None:
+      self._check_steps(x.shape[0])
+      shape = (x.shape[0], 1, C)
+    else:
+      shape = (1, C)
+    return jnp.ones(shape, jnp.float32), jnp.zeros(shape, jnp.float32)
+
   def __call__(self, x, *, train: bool, t=None):
-    if t is None and x.shape[0] > self.num_steps:
-      raise ValueError(f'{x.shape[0]} time steps asked of a network trained for '
-                       f'{self.num_steps}; accepted: 1..{self.num_steps}')
+    if t is None:
+      self._check_steps(x.shape[0])
     return x
 
 
@@ -304,5 +310,5 @@ def make_norm(name: str, num_steps: int, **kwargs) -> nn.Module:
   if name not in NORMS:
     raise ValueError(f'norm {name!r} is not one of {sorted(NORMS)}')
   cls = NORMS[name]
-  fields = {f for f in cls.__dataclass_fields__}
+  fields = set(cls.__dataclass_fields__)
   return cls(num_steps=num_steps, **{k: v for k, v in kwargs.items() if k in fields})

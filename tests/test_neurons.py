@@ -94,3 +94,30 @@ def test_lif_params_reject_bad_values():
     neurons.LIFParams(leak=1.5)
   with pytest.raises(ValueError, match='threshold 0'):
     neurons.LIFParams(threshold=0.0)
+
+
+@pytest.mark.parametrize('groups', [1, 2])
+def test_fused_affine_lif_equals_unfused_values_and_gradients(groups):
+  """lif_affine_sequence (what the layer schedule runs) == lif_sequence(x * mul + add)."""
+  with jax.enable_x64(True):
+    p = neurons.LIFParams(leak=0.9, threshold=1.0)
+    rng = np.random.RandomState(0)
+    x = jnp.asarray(rng.randn(5, 6, 3, 3, 4))
+    mul = jnp.asarray(rng.uniform(0.5, 2.0, (5, groups, 4)))
+    add = jnp.asarray(rng.randn(5, groups, 4) * 0.3)
+    w = rng.randn(*x.shape)
+
+    def unfused(x, mul, add):
+      xg = x.reshape((5, groups, 6 // groups) + x.shape[2:])
+      z = xg * mul[:, :, None, None, None] + add[:, :, None, None, None]
+      return jnp.sum(neurons.lif_sequence(z.reshape(x.shape), p) * w)
+
+    def fused(x, mul, add):
+      return jnp.sum(neurons.lif_affine_sequence(x, mul, add, p) * w)
+
+    assert float(jnp.sum(jnp.abs(neurons.lif_affine_sequence(x, mul, add, p)))) > 10
+    np.testing.assert_allclose(fused(x, mul, add), unfused(x, mul, add), rtol=1e-14)
+    for a, b in zip(jax.grad(fused, (0, 1, 2))(x, mul, add),
+                    jax.grad(unfused, (0, 1, 2))(x, mul, add)):
+      assert np.abs(np.asarray(a)).max() > 0
+      np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
