@@ -120,7 +120,7 @@ class SpikingBlock(nn.Module):
       x = x.reshape(x.shape[0], -1)
     return self.synapse(x)
 
-  def __call__(self, x: Array, *, train: bool) -> Tuple[Array, Array]:
+  def __call__(self, x: Array, train: bool) -> Tuple[Array, Array]:
     """``x [k, B, ...]`` -> ``(out [k, B, ...pooled], spikes per example [k, B])``."""
     k, b = x.shape[:2]
     i = self.current(x.reshape((k * b,) + x.shape[2:]))

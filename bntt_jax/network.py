@@ -180,7 +180,7 @@ class SpikingNetwork(nn.Module):
     in_spikes = _abs_sum(h, 2)
     spikes = []
     for blk in self.blocks:
-      h, c = blk(h, train=train)
+      h, c = blk(h, train)   # positional: remat takes it as static
       spikes.append(c)
     readout = self._readout(h.reshape((k * h.shape[1],) + h.shape[2:]))
     return readout.reshape((k, -1) + readout.shape[1:]), spikes, in_spikes

@@ -183,3 +183,20 @@ def test_vgg9_learns_a_few_fixed_images():
     params, bs, opt, loss = step(params, bs, opt, i)
     losses.append(float(loss))
   assert min(losses[-3:]) < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize('schedule', ['layer', 'step'])
+def test_remat_gives_the_same_gradients(schedule):
+  with jax.enable_x64(True):
+    x = jnp.asarray(np.random.RandomState(0).randn(4, 8, 8, 1))
+    grads = []
+    for remat in (False, True):
+      m = models.smallnet(num_steps=3, schedule=schedule, remat=remat)
+      v = jax.tree_util.tree_map(
+          lambda a: a.astype(jnp.float64),
+          m.init({'params': jax.random.PRNGKey(1), 'poisson': jax.random.PRNGKey(2)}, x,
+                 train=False))
+      grads.append(jax.jit(functools.partial(_train_outputs, m))(v, x, jax.random.PRNGKey(3))[1])
+    for a, b in zip(jax.tree_util.tree_leaves(grads[0]), jax.tree_util.tree_leaves(grads[1])):
+      assert np.abs(np.asarray(b)).max() > 0
+      assert _max_rel(a, b) < 1e-10   # recomputation may reorder float64 sums
