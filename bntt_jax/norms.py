@@ -89,15 +89,17 @@ def running_update(old_mean: Array, old_var: Array, mean: Array, var: Array, m: 
 
 
 def apply_affine(x: Array, mul: Array, add: Array, stepwise: bool) -> Array:
-  """``y = x * mul + add`` in x's dtype.
+  """``y = x * mul + add`` in ``promote(x.dtype, float32)`` (a bfloat16 synapse
+  output is normalised, and feeds the membrane, in float32).
 
   ``x``: ``[k, N, ..., C]`` with ``mul``/``add`` ``[k, G, C]`` (``stepwise``),
   or ``x``: ``[N, ..., C]`` with ``[G, C]``.
   """
   lead = 1 if stepwise else 0
-  xg = group(x, mul.shape[lead], lead)
+  dt = jnp.promote_types(x.dtype, jnp.float32)
+  xg = group(x, mul.shape[lead], lead).astype(dt)
   bshape = mul.shape[:lead + 1] + (1,) * (xg.ndim - lead - 2) + mul.shape[-1:]
-  y = xg * mul.reshape(bshape).astype(x.dtype) + add.reshape(bshape).astype(x.dtype)
+  y = xg * mul.reshape(bshape).astype(dt) + add.reshape(bshape).astype(dt)
   return y.reshape(x.shape)
 
 
