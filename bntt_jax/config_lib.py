@@ -1,0 +1,214 @@
+"""Configs: loading a config file, checking every value before anything compiles.
+
+A bad value raises :class:`bntt_jax.errors.ConfigError`, whose message is one
+line: ``<what> <value> is not accepted: <accepted>``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from typing import Any, Iterable, Tuple
+
+import ml_collections
+
+from bntt_jax import default_config
+from bntt_jax.errors import ConfigError
+
+# Sub-dicts whose keys are free (passed through to a function's **kwargs).
+FREE_FORM = ('model.norm_kwargs', 'model.arch_kwargs', 'data.options')
+# Sections that other entry points own and check (bntt_jax.analyze: ``analysis``).
+FOREIGN_SECTIONS = ('analysis',)
+DTYPES = ('float32', 'bfloat16', 'float16')
+OPTIMIZERS = ('sgd', 'adam', 'adamw')
+LR_SCHEDULES = ('step', 'cosine', 'constant')
+PRECISIONS = ('default', 'high', 'highest', 'bfloat16', 'tensorfloat32', 'float32')
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+  """``get_config()`` of a config file, e.g. ``configs/cifar10.py``."""
+  if not os.path.isfile(path):
+    raise ConfigError('config file', path, 'a path to a .py file with get_config()')
+  name = 'bntt_config_' + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _keys(cfg: ml_collections.ConfigDict, prefix: str = '') -> Iterable[str]:
+  for k, v in cfg.items():
+    name = f'{prefix}{k}'
+    yield name
+    if isinstance(v, ml_collections.ConfigDict) and name not in FREE_FORM + FOREIGN_SECTIONS:
+      yield from _keys(v, name + '.')
+
+
+def check_keys(config: ml_collections.ConfigDict) -> None:
+  known = set(_keys(default_config.get_config()))
+  for key in _keys(config):
+    if key.split('.')[0] in FOREIGN_SECTIONS:
+      continue
+    if key not in known:
+      parent = key.rpartition('.')[0]
+      siblings = sorted(k.rpartition('.')[2] for k in known if k.rpartition('.')[0] == parent)
+      raise ConfigError('config key', key,
+                        f'{parent or "the top level"} has {", ".join(siblings)}')
+
+
+def _one_of(what: str, value: Any, accepted: Tuple[str, ...]) -> None:
+  if value not in accepted:
+    raise ConfigError(what, value, f'one of {", ".join(accepted)}')
+
+
+def _int_at_least(what: str, value: Any, low: int, extra: str = '') -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise ConfigError(what, value, f'an integer >= {low}{extra}')
+
+
+def _positive(what: str, value: Any) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or (
+      not math.isfinite(value)):
+    raise ConfigError(what, value, 'a number > 0')
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
+  """Check every value; raise ``ConfigError`` at the first one not accepted."""
+  # pylint: disable=g-import-not-at-top
+  from bntt_jax import data, models, neurons, norms, network
+  from bntt_jax.data import pipeline
+  # pylint: enable=g-import-not-at-top
+  check_keys(config)
+  d, m, t, e = config.data, config.model, config.train, config.eval
+  _int_at_least('seed', config.seed, 0)
+  _one_of('matmul precision', config.matmul_precision, PRECISIONS)
+  # Dataset, source and directory.
+  data.resolve_source(d.name, d.source)
+  _one_of('augmentation', d.augment, pipeline.AUGMENTATIONS)
+  _int_at_least('crop padding', d.crop_padding, 0)
+  if len(d.mean) != len(d.std) or any(s <= 0 for s in d.std):
+    raise ConfigError('data mean/std', (tuple(d.mean), tuple(d.std)),
+                      'two tuples of the same length, std > 0 (or both empty)')
+  kind = data.REGISTRY[d.name].kind
+  if kind == 'frames' and d.augment != 'none':
+    raise ConfigError('augmentation', d.augment, f'none for {d.name} (event frames)')
+  # Model.
+  _one_of('model', m.arch, tuple(sorted(models.ARCHITECTURES)))
+  _int_at_least('timesteps', m.timesteps, 1)
+  if m.num_classes is not None:
+    _int_at_least('num_classes', m.num_classes, 1)
+  _one_of('norm', m.norm, tuple(sorted(norms.NORMS)))
+  _one_of('neuron', m.neuron, ('lif', 'relu'))
+  if isinstance(m.leak, bool) or not isinstance(m.leak, (int, float)) or not 0 < m.leak <= 1:
+    raise ConfigError('leak', m.leak, 'a number in (0, 1]')
+  _positive('threshold', m.threshold)
+  _one_of('surrogate', m.surrogate, tuple(sorted(neurons.SURROGATES)))
+  if m.surrogate_alpha is not None:
+    _positive('surrogate_alpha', m.surrogate_alpha)
+  _one_of('encoding', m.encoding, network.ENCODINGS)
+  if (m.encoding == 'frames') != (kind == 'frames'):
+    accepted = 'frames (the dataset is event frames)' if kind == 'frames' else (
+        'poisson or direct (the dataset is static images)')
+    raise ConfigError(f'encoding for {d.name}', m.encoding, accepted)
+  _positive('rescale', m.rescale)
+  _one_of('schedule', m.schedule, network.SCHEDULES)
+  if m.schedule == 'step' and m.norm not in norms.CAUSAL_NORMS:
+    raise ConfigError(f'schedule for norm {m.norm}', m.schedule,
+                      'layer (this norm pools statistics over time)')
+  _int_at_least('unroll', m.unroll, 1)
+  _one_of('dtype', m.dtype, DTYPES)
+  # Training.
+  _int_at_least('epochs', t.epochs, 1)
+  dev = f' divisible by the {num_devices} devices' if num_devices > 1 else ''
+  _int_at_least('batch size', t.batch_size, 1, dev)
+  _int_at_least('eval batch size', e.batch_size, 1, dev)
+  for what, b in (('batch size', t.batch_size), ('eval batch size', e.batch_size)):
+    if b % num_devices:
+      raise ConfigError(what, b, f'a multiple of the {num_devices} devices')
+  _one_of('optimizer', t.optimizer, OPTIMIZERS)
+  _positive('learning rate', t.learning_rate)
+  _one_of('lr schedule', t.lr_schedule, LR_SCHEDULES)
+  if any(not 0 < f <= 1 for f in t.lr_boundaries):
+    raise ConfigError('lr boundaries', tuple(t.lr_boundaries), 'fractions in (0, 1]')
+  _positive('lr decay', t.lr_decay)
+  if t.warmup_epochs < 0:
+    raise ConfigError('warmup epochs', t.warmup_epochs, 'a number >= 0')
+  if not 0 <= t.momentum < 1:
+    raise ConfigError('momentum', t.momentum, 'a number in [0, 1)')
+  if t.weight_decay < 0:
+    raise ConfigError('weight decay', t.weight_decay, 'a number >= 0')
+  _int_at_least('checkpoint_every_steps', t.checkpoint_every_steps, 0)
+  _int_at_least('keep_checkpoints', t.keep_checkpoints, 1)
+  _int_at_least('log_every_steps', t.log_every_steps, 1)
+  # Evaluation.
+  if e.timesteps is not None and not (isinstance(e.timesteps, int) and
+                                      1 <= e.timesteps <= m.timesteps):
+    raise ConfigError('eval timesteps', e.timesteps, f'an integer in 1..{m.timesteps} (T)')
+  _int_at_least('eval num_keys', e.num_keys, 1)
+  # The data directory last: it is the only check that looks at the disk.
+  data.check_data_dir(d.name, d.source, d.dir)
+
+
+def model_kwargs(config: ml_collections.ConfigDict, num_classes: int) -> dict:
+  """``create_model`` arguments of ``config.model``."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  m = config.model
+  dtype = {'float32': None, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}[m.dtype]
+  return dict(num_classes=m.num_classes or num_classes, num_steps=m.timesteps, norm=m.norm,
+              leak=m.leak, threshold=m.threshold, surrogate=m.surrogate,
+              surrogate_alpha=m.surrogate_alpha, neuron=m.neuron, encoding=m.encoding,
+              rescale=m.rescale, schedule=m.schedule, unroll=m.unroll, dtype=dtype,
+              remat=m.remat, norm_kwargs=m.norm_kwargs.to_dict(),
+              arch_kwargs=m.arch_kwargs.to_dict())
+
+
+def create_model(config: ml_collections.ConfigDict, num_classes: int):
+  """The flax module ``config.model`` describes."""
+  from bntt_jax import models  # pylint: disable=g-import-not-at-top
+  return models.create_model(config.model.arch, **model_kwargs(config, num_classes))
+
+
+
+def _config_path(argv, default: str, flag: str = 'config') -> str:
+  for i, arg in enumerate(argv[1:], 1):
+    if arg.startswith(f'--{flag}='):
+      return arg.split('=', 1)[1]
+    if arg == f'--{flag}' and i + 1 < len(argv):
+      return argv[i + 1]
+  return default
+
+
+def check_command_line(argv, default_path: str, flag: str = 'config') -> None:
+  """Before absl parses ``argv``: the config file exists, each ``--config.KEY`` names a key.
+
+  absl and ml_collections report these with a traceback or several lines;
+  here each is one ``ConfigError``.
+  """
+  path = _config_path(argv, default_path, flag)
+  try:
+    config = load_config(path)
+  except ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError('config file', path,
+                      f'a file whose get_config() runs ({type(e).__name__}: {e})') from None
+  prefix = f'--{flag}.'
+  for arg in argv[1:]:
+    for p in (prefix, f'--no{flag}.'):
+      if arg.startswith(p):
+        key = arg[len(p):].split('=', 1)[0]
+        node, parts = config, key.split('.')
+        for i, part in enumerate(parts):
+          if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            parent = '.'.join(parts[:i])
+            names = ', '.join(sorted(node.keys())) if isinstance(
+                node, ml_collections.ConfigDict) and node.keys() else (
+                    'no such key (free-form keys are set in a config file)')
+            raise ConfigError('config key', key, f'{parent or "the config"} has {names}')
+          node = node[part]
+
+
+def describe_flag_error(error: Exception) -> str:
+  """One line for a flag-parsing error (absl's own message may span several)."""
+  lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+  return lines[0] if lines else type(error).__name__

@@ -1,0 +1,23 @@
+"""The two ways a run stops on purpose, each reported as one line by ``main``.
+
+* :class:`ConfigError`: a value the run cannot accept (unknown model, missing
+  data directory, T < 1, ...). ``main`` prints
+  ``error: <what> <value> is not accepted: <accepted>`` and exits with code 2,
+  before anything is compiled.
+* :class:`NonFiniteLossError`: training produced a non-finite loss; the last
+  good checkpoint is kept and named in the message (exit code 1).
+"""
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+  """A value that is not accepted; ``str(e)`` is the one-line explanation."""
+
+  def __init__(self, what: str, value, accepted: str):
+    self.what, self.value, self.accepted = what, value, accepted
+    shown = repr(value) if isinstance(value, str) else value
+    super().__init__(f'{what} {shown} is not accepted: {accepted}')
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training stopped on a non-finite loss."""

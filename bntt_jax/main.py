@@ -1,0 +1,103 @@
+"""Train a BNTT spiking network: flags -> config -> ``train.train_and_evaluate``.
+
+    python -m bntt_jax.main --config=configs/cifar10.py [--workdir=DIR] [--config.train.epochs=5]
+
+Without ``--config`` the embedded default (digits, no download) runs; without
+``--workdir`` a fresh ``runs/<config>-<time>`` is used. Rerunning a command
+with the same ``--workdir`` resumes from its last checkpoint. A value that is
+not accepted ends the run with one ``error:`` line and exit code 2.
+"""
+import datetime
+import logging as py_logging
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from bntt_jax import config_lib
+from bntt_jax import platform
+from bntt_jax.errors import ConfigError, NonFiniteLossError
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'default_config.py')
+
+FLAGS = flags.FLAGS
+
+
+def _quiet_checkpoint_logs():
+  """Orbax logs every save in ~30 INFO lines; keep its warnings only."""
+  def keep(record):
+    return record.levelno >= py_logging.WARNING or f'{os.sep}orbax{os.sep}' not in record.pathname
+  # absl's handler, or the stream handler a library put on the root logger.
+  for handler in set(py_logging.getLogger().handlers) | {logging.get_absl_handler()}:
+    handler.addFilter(keep)
+
+
+def _default_workdir(config_path: str) -> str:
+  """``runs/<config>-<date>-<time>`` (the embedded default is ``digits``)."""
+  name = 'digits' if os.path.abspath(config_path) == DEFAULT_CONFIG else (
+      os.path.splitext(os.path.basename(config_path))[0])
+  return os.path.join('runs', f'{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}')
+
+
+def _fail(message: str, code: int = 2):
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(code)
+
+
+def parse_flags(argv):
+  """absl's parsing, with every bad flag reported in one line."""
+  try:
+    return FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except
+    _fail(config_lib.describe_flag_error(e))
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f'argument {argv[1]!r} is not accepted: flags only (--config=..., --workdir=...)')
+  config = FLAGS.config
+  _quiet_checkpoint_logs()
+  platform.configure_xla()     # before the first JAX computation starts the backend
+  try:
+    platform.set_matmul_precision(config.matmul_precision)
+    config_lib.validate(config)   # device-count checks follow in train_and_evaluate
+  except (ConfigError, ValueError) as e:
+    _fail(str(e))
+  # pylint: disable=g-import-not-at-top
+  import jax
+  from bntt_jax import sharding
+  from bntt_jax import train
+  # pylint: enable=g-import-not-at-top
+  sharding.initialize_distributed()   # multi-process runs only (JAX_COORDINATOR_ADDRESS)
+  workdir = FLAGS.workdir or _default_workdir(config_flags.get_config_filename(FLAGS['config']))
+  logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
+               jax.devices())
+  logging.info('Workdir: %s', os.path.abspath(workdir))
+  try:
+    train.train_and_evaluate(config, workdir)
+  except ConfigError as e:
+    _fail(str(e))
+  except NonFiniteLossError as e:
+    _fail(str(e), code=1)
+
+
+def run():
+  # ml_collections reads the --config.KEY overrides from sys.argv when the flag
+  # is defined, and fails there with a traceback: check the config file and
+  # the keys first.
+  try:
+    config_lib.check_command_line(sys.argv, DEFAULT_CONFIG)
+  except ConfigError as e:
+    _fail(str(e))
+  flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, metrics); default: a new '
+                      'directory under runs/.')
+  config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Training config file.',
+                                  lock_config=True)
+  app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,0 +1,71 @@
+"""One code path from one CPU to many hosts: a data-parallel mesh.
+
+* a ``Mesh`` over all devices with one axis, ``data``;
+* batches sharded along ``data`` (``NamedSharding(mesh, P('data'))``), built
+  by each host from its own rows (``make_array_from_process_local_data``);
+* parameters, BN statistics and optimizer state replicated (``P()``).
+
+Under ``jax.jit`` a mean over the batch axis of a sharded array is a mean over
+the global batch, so BNTT's batch statistics are those of the global batch,
+as on one device.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = 'data'
+
+
+def initialize_distributed() -> bool:
+  """``jax.distributed.initialize()`` for a multi-process run, before any computation.
+
+  Runs when ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0) is set;
+  ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` give the process count and this
+  process's id where JAX cannot detect them (SLURM, TPU pods, ... it can).
+  Returns whether it initialised.
+  """
+  if not os.environ.get('JAX_COORDINATOR_ADDRESS'):
+    return False
+  kw = {}
+  if os.environ.get('JAX_NUM_PROCESSES'):
+    kw['num_processes'] = int(os.environ['JAX_NUM_PROCESSES'])
+  if os.environ.get('JAX_PROCESS_ID'):
+    kw['process_id'] = int(os.environ['JAX_PROCESS_ID'])
+  jax.distributed.initialize(**kw)
+  return True
+
+
+def create_mesh(devices=None) -> Mesh:
+  """A 1-D ``data`` mesh over ``devices`` (default: all, every process's)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices,
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def data_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) axis split over ``data``."""
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def global_batch(local: Dict[str, np.ndarray], mesh: Mesh) -> Dict[str, jax.Array]:
+  """This host's rows ``[B / processes, ...]`` -> global arrays ``[B, ...]`` sharded on ``data``."""
+  sharding = data_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+  return jax.device_put(tree, replicated(mesh))
+
+
+def is_main_process() -> bool:
+  """Only process 0 writes files other than checkpoints (orbax coordinates those)."""
+  return jax.process_index() == 0

@@ -1,0 +1,421 @@
+"""Training and evaluation: small pure steps and one loop (flax-examples shape).
+
+``train_and_evaluate(config, workdir)`` is the whole run: data -> model ->
+optimizer -> (resume) -> epochs of jitted ``train_step`` with checkpoints ->
+``eval_step`` over the full test split -> metrics and summary.
+
+Randomness, all derived from ``config.seed``:
+
+* parameters: ``init_key``;
+* training Poisson draws: ``fold_in(train_key, step)``, with the example's
+  index in the training split as its id (so a draw is a function of seed,
+  step, time step and example, whatever the device count);
+* evaluation: ``fold_in(eval_key, i)`` for ``i < config.eval.num_keys``,
+  the same keys at every evaluation; per-epoch evaluation uses ``i = 0``;
+* data order and augmentation: numpy, from (seed, epoch) and (seed, step)
+  (:mod:`bntt_jax.data.pipeline`).
+
+So a run killed at any point and resumed from its last checkpoint ends with
+the same parameters as one that was never interrupted.
+
+Reported accuracy: ``final_test_accuracy`` is the last epoch's accuracy on the
+*full* test split, averaged over ``num_keys`` Poisson draws. The reference
+instead drops the last incomplete test batch and reports the best epoch
+(model selection on the test set); ``best_test_accuracy`` is given for
+comparison only.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from absl import logging
+import flax
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from bntt_jax import checkpoint as checkpoint_lib
+from bntt_jax import config_lib
+from bntt_jax import data as data_lib
+from bntt_jax import metrics as metrics_lib
+from bntt_jax import network
+from bntt_jax import optim
+from bntt_jax import sharding
+from bntt_jax.data import pipeline
+from bntt_jax.errors import ConfigError, NonFiniteLossError
+
+Array = jax.Array
+
+# Keys of the per-step training metrics that are sums over the batch.
+_TRAIN_SUMS = ('loss', 'correct', 'count')
+
+
+class TrainState(train_state.TrainState):
+  """``step``, ``params``, ``opt_state`` and the norms' running statistics.
+
+  ``batch_stats`` is ``{}`` for ``norm = none``.
+  """
+  batch_stats: Any = None
+
+
+def create_learning_rate_fn(config: ml_collections.ConfigDict,
+                            steps_per_epoch: int) -> optax.Schedule:
+  t = config.train
+  return optim.create_learning_rate_fn(
+      base_lr=t.learning_rate, schedule=t.lr_schedule, epochs=t.epochs,
+      steps_per_epoch=steps_per_epoch, boundaries=tuple(t.lr_boundaries), decay=t.lr_decay,
+      warmup_epochs=t.warmup_epochs)
+
+
+def create_optimizer(config: ml_collections.ConfigDict,
+                     learning_rate_fn: optax.Schedule) -> optax.GradientTransformation:
+  t = config.train
+  return optim.create_optimizer(t.optimizer, learning_rate_fn, momentum=t.momentum,
+                                nesterov=t.nesterov, weight_decay=t.weight_decay, b1=t.b1,
+                                b2=t.b2)
+
+
+def create_train_state(rng: Array, config: ml_collections.ConfigDict, model: flax.linen.Module,
+                       input_shape, learning_rate_fn: optax.Schedule) -> TrainState:
+  """Initial state for one example shape ``input_shape`` (no batch axis)."""
+  k_params, k_poisson = jax.random.split(rng)
+  variables = model.init({'params': k_params, 'poisson': k_poisson},
+                         jnp.zeros((1,) + tuple(input_shape), jnp.float32), train=False)
+  return TrainState.create(apply_fn=model.apply, params=variables['params'],
+                           tx=create_optimizer(config, learning_rate_fn),
+                           batch_stats=variables.get('batch_stats', {}))
+
+
+def _spike_sums(out: network.SNNOutput, weights: Optional[Array] = None) -> Array:
+  """Per hidden layer, spikes summed over steps and (weighted) examples: ``[L]``."""
+  per_example = [s.sum(0) for s in out.spikes]                 # [B] each
+  if weights is not None:
+    per_example = [p * weights for p in per_example]
+  return jnp.stack([p.sum() for p in per_example]) if per_example else jnp.zeros((0,))
+
+
+def train_step(state: TrainState, batch: Dict[str, Array], rng: Array, *,
+               learning_rate_fn: optax.Schedule):
+  """One SGD step on a global batch.
+
+  Args:
+    state: the train state (replicated).
+    batch: ``image [B, ...]``, ``label [B]``, ``index [B]`` (sharded on ``data``).
+    rng: the run's training key; the step's Poisson key is ``fold_in(rng, step)``.
+  Returns:
+    ``(new_state, metrics)``; metrics are sums over the batch (``loss``,
+    ``correct``, ``count``, ``spikes [L]``) and the step's ``lr``.
+  """
+  key = jax.random.fold_in(rng, state.step)
+
+  def loss_fn(params):
+    out, updates = state.apply_fn(
+        {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
+        rngs={'poisson': key}, mutable=['batch_stats'], example_ids=batch['index'])
+    ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, batch['label'])
+    return ce.mean(), (out, updates)
+
+  (loss, (out, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  new_state = state.apply_gradients(
+      grads=grads, batch_stats=updates.get('batch_stats', state.batch_stats))
+  count = batch['label'].shape[0]
+  metrics = {
+      'loss': loss * count,
+      'correct': jnp.sum(jnp.argmax(out.logits, -1) == batch['label']),
+      'count': jnp.asarray(count, jnp.float32),
+      'spikes': _spike_sums(out),
+      'lr': learning_rate_fn(state.step),
+  }
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: Dict[str, Array], key: Array, *,
+              num_steps: Optional[int] = None, top_k: int = 5) -> Dict[str, Array]:
+  """Evaluation sums over the real examples of a padded batch (``mask``).
+
+  Returns ``loss``, ``correct``, ``correct_topk`` (label among the ``top_k``
+  largest logits), ``count`` and ``spikes [L]``, each summed over the batch.
+  """
+  out = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
+                       batch['image'], train=False, rngs={'poisson': key},
+                       num_steps=num_steps, example_ids=batch['index'])
+  mask = batch['mask']
+  labels = batch['label']
+  ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels)
+  k = min(top_k, out.logits.shape[-1])
+  _, top = jax.lax.top_k(out.logits, k)
+  in_top = jnp.any(top == labels[:, None], axis=-1)
+  return {
+      'loss': jnp.sum(ce * mask),
+      'correct': jnp.sum((jnp.argmax(out.logits, -1) == labels) * mask),
+      'correct_topk': jnp.sum(in_top * mask),
+      'count': jnp.sum(mask),
+      'spikes': _spike_sums(out, mask),
+  }
+
+
+def evaluate(eval_fn: Callable, state: TrainState, split: data_lib.Split, key: Array, *,
+             global_batch: int, mean, std, mesh, neurons) -> Dict[str, Any]:
+  """Accuracy (fractions), loss and spike rates over every example of ``split``."""
+  totals = None
+  for local in pipeline.eval_batches(split.x, split.y, global_batch=global_batch, mean=mean,
+                                     std=std, process_index=jax.process_index(),
+                                     process_count=jax.process_count()):
+    sums = eval_fn(state, sharding.global_batch(local, mesh), key)
+    totals = sums if totals is None else jax.tree_util.tree_map(jnp.add, totals, sums)
+  totals = jax.device_get(totals)
+  n = float(totals['count'])
+  rate, per_layer = metrics_lib.spike_rates(totals['spikes'], neurons, n)
+  return {'accuracy': float(totals['correct']) / n, 'top5_accuracy': float(totals['correct_topk']) / n,
+          'loss': float(totals['loss']) / n, 'spike_rate': rate, 'spike_rate_per_layer': per_layer,
+          'examples': int(n)}
+
+
+def _fresh_meta() -> Dict[str, Any]:
+  return {'epoch_sums': {k: 0.0 for k in _TRAIN_SUMS}, 'epoch_spikes': None,
+          'best_test_accuracy': None, 'best_epoch': None, 'wall_seconds': 0.0}
+
+
+def _step_shape(info: data_lib.DatasetInfo):
+  return info.shape[1:] if info.kind == 'frames' else info.shape
+
+
+def summarize(finals, config: ml_collections.ConfigDict, meta: Dict[str, Any],
+              layer_names, *, steps: int, train_examples: int,
+              wall_seconds: float) -> Dict[str, Any]:
+  """``summary.json``: the final evaluations (one per Poisson key) and the run's facts."""
+  accs = np.asarray([f['accuracy'] for f in finals])
+  summary = {
+      'final_test_accuracy': float(accs.mean()),
+      'final_test_accuracy_std': float(accs.std()),
+      'final_test_accuracies': accs.tolist(),
+      'best_test_accuracy': meta['best_test_accuracy'],
+      'best_epoch': meta['best_epoch'],
+      'epochs': config.train.epochs,
+      'steps': steps,
+      'timesteps': config.model.timesteps,
+      'eval_timesteps': config.eval.timesteps or config.model.timesteps,
+      'seed': config.seed,
+      'wall_seconds': wall_seconds,
+      'dataset': config.data.name,
+      'train_examples': train_examples,
+      'test_examples': finals[0]['examples'],
+      'model': config.model.arch,
+      'norm': config.model.norm,
+      'spike_rate': float(np.mean([f['spike_rate'] for f in finals])),
+      'spike_rate_per_layer': dict(zip(layer_names, np.mean(
+          [f['spike_rate_per_layer'] for f in finals], axis=0).tolist())),
+      'evaluation': ('final_test_accuracy: last-epoch parameters on the full test split, mean '
+                     f'(std) over {len(finals)} Poisson draws; best_test_accuracy: the best '
+                     'per-epoch test accuracy (one draw), the reference\'s (test-set model '
+                     'selection, last incomplete test batch dropped) figure, for comparison'),
+  }
+  if config.eval.top5:
+    top5 = np.asarray([f['top5_accuracy'] for f in finals])
+    summary['final_test_top5_accuracy'] = float(top5.mean())
+    summary['final_test_top5_accuracy_std'] = float(top5.std())
+  return summary
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """Train, evaluate every epoch, checkpoint, resume; returns the summary.
+
+  Writes (process 0) ``workdir/config.json``, ``metrics.jsonl`` and
+  ``summary.json``; every process takes part in ``workdir/checkpoints``.
+
+  Raises:
+    ConfigError: a value that is not accepted (before anything compiles).
+    NonFiniteLossError: a non-finite training loss; the newest checkpoint is
+      the last one with a finite loss.
+  """
+  start_time = time.time()
+  config_lib.validate(config, jax.device_count())
+  workdir = os.path.abspath(workdir)
+  is_main = sharding.is_main_process()
+  if is_main:
+    os.makedirs(workdir, exist_ok=True)
+
+  # Data.
+  d = config.data
+  ds = data_lib.load_dataset(d.name, source=d.source, data_dir=d.dir, download=d.download,
+                             split_seed=d.split_seed, options=d.options.to_dict())
+  info = ds.info
+  mean = tuple(d.mean) or info.mean
+  std = tuple(d.std) or info.std
+  global_batch = config.train.batch_size
+  if global_batch > len(ds.train):
+    raise ConfigError('batch size', global_batch,
+                      f'an integer in 1..{len(ds.train)} (the training examples)')
+  train_data = pipeline.TrainPipeline(
+      ds.train.x, ds.train.y, global_batch=global_batch, seed=config.seed, augment=d.augment,
+      crop_padding=d.crop_padding, mean=mean, std=std, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  steps_per_epoch = train_data.steps_per_epoch
+  num_epochs = config.train.epochs
+  total_steps = num_epochs * steps_per_epoch
+
+  # Model, optimizer, state.
+  model = config_lib.create_model(config, info.num_classes)
+  neurons = tuple(int(np.prod(s)) for s in model.neuron_shapes(_step_shape(info)))
+  layer_names = network.default_names(model.layers)
+  learning_rate_fn = create_learning_rate_fn(config, steps_per_epoch)
+  mesh = sharding.create_mesh()
+  repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
+  init_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+  state = jax.jit(functools.partial(create_train_state, config=config, model=model,
+                                    input_shape=info.shape, learning_rate_fn=learning_rate_fn),
+                  out_shardings=repl)(init_key)
+
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                                     keep=config.train.keep_checkpoints)
+  meta = _fresh_meta()
+  latest = ckpt.latest_step()
+  if latest is not None:
+    try:
+      state, meta = ckpt.restore(latest, state)
+    except ValueError as e:
+      ckpt.close()
+      raise ConfigError('workdir', workdir,
+                        f'a new directory, or one holding a run of this config (its checkpoint '
+                        f'at step {latest} does not fit: {e})') from None
+    logging.info('Resuming from the checkpoint at step %d in %s', latest, ckpt.directory)
+  start_step = int(jax.device_get(state.step))
+  start_epoch = start_step // steps_per_epoch
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  writer = metrics_lib.JsonlWriter(metrics_path)
+  if is_main:
+    metrics_lib.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+    writer.keep_epochs_before(start_epoch)
+
+  p_train_step = jax.jit(functools.partial(train_step, learning_rate_fn=learning_rate_fn),
+                         in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl),
+                         donate_argnums=(0,))
+  eval_steps = config.eval.timesteps
+  p_eval_step = jax.jit(functools.partial(eval_step, num_steps=eval_steps),
+                        in_shardings=(repl, data_sh, repl), out_shardings=repl)
+  eval_keys = [jax.random.fold_in(eval_key, i) for i in range(config.eval.num_keys)]
+  run_eval = functools.partial(evaluate, p_eval_step, global_batch=config.eval.batch_size,
+                               mean=mean, std=std, mesh=mesh, neurons=neurons)
+
+  bar = metrics_lib.ProgressBar(total_steps, initial=start_step, enabled=None if is_main else False)
+  log_every = config.train.log_every_steps
+  ckpt_every = config.train.checkpoint_every_steps
+  last_eval: Optional[Dict[str, Any]] = None
+  elapsed_before = float(meta['wall_seconds'])
+
+  def wall() -> float:
+    return elapsed_before + time.time() - start_time
+
+  def checkpoint(step: int, sums, spikes) -> None:
+    meta.update(epoch_sums=dict(sums), epoch_spikes=None if spikes is None else list(spikes),
+                wall_seconds=wall())
+    ckpt.save(step, state, meta)
+
+  try:
+    for epoch in range(start_epoch, num_epochs):
+      first = max(start_step, epoch * steps_per_epoch)
+      last = (epoch + 1) * steps_per_epoch
+      resumed_mid_epoch = first == start_step and first > epoch * steps_per_epoch
+      sums = dict(meta['epoch_sums']) if resumed_mid_epoch else {k: 0.0 for k in _TRAIN_SUMS}
+      spikes = (np.asarray(meta['epoch_spikes'], np.float64)
+                if resumed_mid_epoch and meta['epoch_spikes'] is not None else None)
+      pending = []
+      lr = float('nan')
+      t_first = t_end = None
+      t_epoch = time.perf_counter()
+      batches = train_data.iterate(first, last, prefetch=d.prefetch)
+      for step, local in zip(range(first, last), batches):
+        state, m = p_train_step(state, sharding.global_batch(local, mesh), train_key)
+        pending.append((step, m))
+        done = step + 1
+        save_now = ckpt_every and done % ckpt_every == 0 and done != last
+        if done % log_every == 0 or done == last or save_now:
+          # Host sync: check the losses before anything is saved.
+          for s, host_m in jax.device_get(pending):
+            if not np.isfinite(host_m['loss']):
+              good = ckpt.latest_step()
+              raise NonFiniteLossError(
+                  f'non-finite training loss {float(host_m["loss"]) / host_m["count"]} at step '
+                  f'{s} (epoch {epoch}); training stopped; the last good checkpoint is '
+                  + (f'step {good} in {ckpt.directory}' if good is not None else
+                     'none (no checkpoint was saved before this step)'))
+            for k in _TRAIN_SUMS:
+              sums[k] += float(host_m[k])
+            spikes = host_m['spikes'].astype(np.float64) + (0 if spikes is None else spikes)
+            lr = float(host_m['lr'])
+          pending = []
+          if t_first is None:
+            t_first = (time.perf_counter(), done - first)   # the first sync includes compilation
+          t_end = (time.perf_counter(), done - first)
+          bar.update(done, epoch=f'{epoch + 1}/{num_epochs}',
+                     loss=f'{sums["loss"] / max(sums["count"], 1):.4f}')
+        if save_now:
+          checkpoint(done, sums, spikes)
+      # Throughput after the first host sync (which waits for compilation), or
+      # over the whole epoch when it had one sync only.
+      if t_end is not None and t_end[1] > t_first[1]:
+        img_per_s = (t_end[1] - t_first[1]) * global_batch / (t_end[0] - t_first[0])
+      elif t_end is not None:
+        img_per_s = t_end[1] * global_batch / (t_end[0] - t_epoch)
+      else:
+        img_per_s = float('nan')
+
+      ev = run_eval(state, ds.test, eval_keys[0])
+      last_eval = ev
+      if meta['best_test_accuracy'] is None or ev['accuracy'] > meta['best_test_accuracy']:
+        meta['best_test_accuracy'], meta['best_epoch'] = ev['accuracy'], epoch
+      n = max(sums['count'], 1.0)
+      train_rate, _ = metrics_lib.spike_rates(
+          spikes if spikes is not None else [0.0] * len(neurons), neurons, n)
+      row = {'epoch': epoch, 'step': last, 'lr': lr, 'train_loss': sums['loss'] / n,
+             'train_accuracy': sums['correct'] / n, 'test_loss': ev['loss'],
+             'test_accuracy': ev['accuracy'], 'img_per_s': img_per_s,
+             'spike_rate': ev['spike_rate'], 'train_spike_rate': train_rate,
+             'spike_rate_per_layer': dict(zip(layer_names, ev['spike_rate_per_layer'])),
+             'wall_seconds': wall()}
+      if config.eval.top5:
+        row['test_top5_accuracy'] = ev['top5_accuracy']
+      bar.close()
+      logging.info('epoch %d/%d step %d lr %.4g train_loss %.4f train_acc %.4f test_acc %.4f '
+                   'spike_rate %.3f %.0f img/s', epoch + 1, num_epochs, last, lr,
+                   row['train_loss'], row['train_accuracy'], ev['accuracy'], ev['spike_rate'],
+                   img_per_s)
+      if is_main:
+        writer.write(row)
+      checkpoint(last, {k: 0.0 for k in _TRAIN_SUMS}, None)
+  finally:
+    bar.close()
+
+  # Final evaluation: the last parameters, num_keys Poisson draws of the full test split.
+  finals = [last_eval] if last_eval is not None else [run_eval(state, ds.test, eval_keys[0])]
+  finals += [run_eval(state, ds.test, k) for k in eval_keys[1:]]
+  summary = summarize(finals, config, meta, layer_names, steps=total_steps,
+                      train_examples=len(ds.train), wall_seconds=wall())
+  ckpt.close()
+  if is_main:
+    metrics_lib.write_json(os.path.join(workdir, 'summary.json'), summary)
+  logging.info('final test accuracy %.4f +- %.4f (%d draws), best %.4f, %.1f s',
+               summary['final_test_accuracy'], summary['final_test_accuracy_std'], len(finals),
+               summary['best_test_accuracy'], summary['wall_seconds'])
+  return summary
+
+
+def load_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Dict[str, Any]]:
+  """A run's config and the variables of its newest checkpoint.
+
+  Returns:
+    ``(config, {'params': ..., 'batch_stats': ...})``: the config from
+    ``workdir/config.json`` (tuples come back as lists) and numpy arrays
+    (``batch_stats`` is ``{}`` for ``norm = none``).
+  """
+  with open(os.path.join(workdir, 'config.json')) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  state = checkpoint_lib.load_state(workdir)
+  return config, {'params': state['params'], 'batch_stats': state.get('batch_stats') or {}}

@@ -1,0 +1,98 @@
+"""Configs: every shipped config loads and validates; bad values are named in one line."""
+import glob
+import os
+
+import ml_collections
+import pytest
+
+from bntt_jax import config_lib, default_config
+from bntt_jax.errors import ConfigError
+
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), '..', 'configs', '*.py')))
+
+
+def test_the_paper_configs_are_all_there():
+  names = {os.path.basename(p)[:-3] for p in CONFIGS}
+  assert {'cifar10', 'cifar10_surrogate', 'cifar100', 'tiny_imagenet', 'digits', 'mnist',
+          'digits_ann', 'cifar10_ann'} <= names
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: os.path.basename(p))
+def test_config_documents_its_command_and_validates(path):
+  with open(path) as f:
+    source = f.read()
+  assert 'python -m bntt_jax.main --config=configs/' in source     # the command
+  assert 'Expected' in source and ('Hardware' in source or 'hardware' in source.lower())
+  config = config_lib.load_config(path)
+  assert isinstance(config.seed, int)
+  if config.data.name == 'tiny_imagenet':
+    with pytest.raises(ConfigError, match='data directory'):
+      config_lib.validate(config)
+  else:
+    config_lib.validate(config)
+
+
+def test_paper_recipes_match_spec_section_5():
+  c10 = config_lib.load_config(os.path.join(os.path.dirname(CONFIGS[0]), 'cifar10.py'))
+  assert (c10.model.arch, c10.model.timesteps, c10.model.leak, c10.train.batch_size,
+          c10.train.epochs, c10.train.learning_rate, c10.train.momentum,
+          c10.train.weight_decay) == ('vgg9', 25, 0.95, 256, 100, 0.3, 0.9, 1e-4)
+  assert c10.train.lr_schedule == 'step' and tuple(c10.train.lr_boundaries) == (0.5, 0.7, 0.9)
+  assert tuple(c10.data.mean) == (0.4914, 0.4822, 0.4465)
+  assert tuple(c10.data.std) == (0.2023, 0.1994, 0.2010)
+  assert c10.data.augment == 'crop_flip' and c10.data.crop_padding == 4
+  sur = config_lib.load_config(os.path.join(os.path.dirname(CONFIGS[0]), 'cifar10_surrogate.py'))
+  assert (sur.model.norm, sur.model.timesteps, sur.model.arch) == ('none', 100, 'vgg9')
+  c100 = config_lib.load_config(os.path.join(os.path.dirname(CONFIGS[0]), 'cifar100.py'))
+  assert (c100.model.arch, c100.model.timesteps, c100.model.leak, c100.train.batch_size,
+          c100.eval.top5) == ('vgg11', 30, 0.99, 128, True)
+  d = default_config.get_config()
+  assert d.data.name == 'digits' and d.model.encoding == 'poisson' and d.model.timesteps >= 8
+  assert d.model.norm == 'bntt' and d.model.neuron == 'lif'
+
+
+def _bad(**changes):
+  config = default_config.get_config()
+  for key, value in changes.items():
+    section, name = key.split('__')
+    config[section][name] = value
+  return config
+
+
+@pytest.mark.parametrize('changes,message', [
+    ({'model__arch': 'resnet'}, "model 'resnet' is not accepted: one of dvsnet"),
+    ({'data__name': 'svhn'}, "dataset 'svhn' is not accepted"),
+    ({'model__timesteps': 0}, 'timesteps 0 is not accepted: an integer >= 1'),
+    ({'model__leak': 1.01}, 'leak 1.01 is not accepted: a number in (0, 1]'),
+    ({'model__threshold': 0.0}, 'threshold 0.0 is not accepted: a number > 0'),
+    ({'train__batch_size': 0}, 'batch size 0 is not accepted: an integer >= 1'),
+    ({'model__encoding': 'frames'}, "encoding for digits 'frames' is not accepted"),
+    ({'train__optimizer': 'lamb'}, "optimizer 'lamb' is not accepted: one of sgd, adam, adamw"),
+    ({'eval__timesteps': 11}, 'eval timesteps 11 is not accepted: an integer in 1..10'),
+    ({'model__norm': 'bn', 'model__schedule': 'step'}, "schedule for norm bn 'step'"),
+])
+def test_validate_names_the_bad_value(changes, message):
+  with pytest.raises(ConfigError) as e:
+    config_lib.validate(_bad(**changes))
+  assert str(e.value).startswith(message) and '\n' not in str(e.value)
+
+
+def test_validate_rejects_unknown_keys_and_batches_that_do_not_split():
+  config = default_config.get_config()
+  config.train.epoch = 3          # a typo in a config file
+  with pytest.raises(ConfigError, match="config key 'train.epoch' is not accepted"):
+    config_lib.validate(config)
+  config = default_config.get_config()
+  config.model.norm_kwargs = ml_collections.ConfigDict({'use_bias': True})   # free-form: fine
+  config_lib.validate(config)
+  config.train.batch_size = 30
+  with pytest.raises(ConfigError, match='batch size 30 is not accepted: a multiple of the 4'):
+    config_lib.validate(config, num_devices=4)
+
+
+def test_model_arguments_map_one_to_one_onto_create_model():
+  config = default_config.get_config()
+  kw = config_lib.model_kwargs(config, num_classes=10)
+  assert kw['num_steps'] == config.model.timesteps and kw['num_classes'] == 10
+  model = config_lib.create_model(config, 10)
+  assert model.num_steps == config.model.timesteps and model.norm == 'bntt'
