@@ -36,6 +36,7 @@ from absl import flags
 from absl import logging
 import ml_collections
 
+from bntt_jax import default_config
 from bntt_jax.errors import ConfigError
 
 FLAGS = flags.FLAGS
@@ -52,8 +53,7 @@ _overrides: List[str] = []   # the --config.* arguments, set by parse_flags
 
 def analysis_config() -> ml_collections.ConfigDict:
   """``config.analysis``: the fields and defaults of :class:`bntt_jax.analysis.Settings`."""
-  from bntt_jax.analysis import pipeline  # pylint: disable=g-import-not-at-top
-  return ml_collections.ConfigDict(dataclasses.asdict(pipeline.Settings()))
+  return default_config.get_config().analysis
 
 
 def split_overrides(argv: Sequence[str]) -> Tuple[List[str], List[str]]:

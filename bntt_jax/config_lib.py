@@ -17,8 +17,6 @@ from bntt_jax.errors import ConfigError
 
 # Sub-dicts whose keys are free (passed through to a function's **kwargs).
 FREE_FORM = ('model.norm_kwargs', 'model.arch_kwargs', 'data.options')
-# Sections that other entry points own and check (bntt_jax.analyze: ``analysis``).
-FOREIGN_SECTIONS = ('analysis',)
 DTYPES = ('float32', 'bfloat16', 'float16')
 OPTIMIZERS = ('sgd', 'adam', 'adamw')
 LR_SCHEDULES = ('step', 'cosine', 'constant')
@@ -40,15 +38,13 @@ def _keys(cfg: ml_collections.ConfigDict, prefix: str = '') -> Iterable[str]:
   for k, v in cfg.items():
     name = f'{prefix}{k}'
     yield name
-    if isinstance(v, ml_collections.ConfigDict) and name not in FREE_FORM + FOREIGN_SECTIONS:
+    if isinstance(v, ml_collections.ConfigDict) and name not in FREE_FORM:
       yield from _keys(v, name + '.')
 
 
 def check_keys(config: ml_collections.ConfigDict) -> None:
   known = set(_keys(default_config.get_config()))
   for key in _keys(config):
-    if key.split('.')[0] in FOREIGN_SECTIONS:
-      continue
     if key not in known:
       parent = key.rpartition('.')[0]
       siblings = sorted(k.rpartition('.')[2] for k in known if k.rpartition('.')[0] == parent)

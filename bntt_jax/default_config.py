@@ -13,8 +13,12 @@ override a few fields; ``bntt_jax.config_lib.validate`` rejects keys that are
 not defined here (except inside the free-form ``model.norm_kwargs``,
 ``model.arch_kwargs`` and ``data.options``).
 """
+import dataclasses
+
 import ml_collections
 from ml_collections import config_dict
+
+from bntt_jax.analysis import pipeline as analysis_pipeline
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -78,4 +82,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.timesteps = config_dict.placeholder(int)   # None: T; k < T is early exit
   config.eval.num_keys = 3             # Poisson draws for the final mean / std
   config.eval.top5 = False
+
+  # Settings of `python -m bntt_jax.analyze` (fields of bntt_jax.analysis.Settings:
+  # early-exit threshold, energy constants, noise/attack levels in [0, 1] pixel units).
+  config.analysis = ml_collections.ConfigDict(
+      dataclasses.asdict(analysis_pipeline.Settings()))
   return config
