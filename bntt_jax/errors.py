@@ -4,6 +4,9 @@
   data directory, T < 1, ...). ``main`` prints
   ``error: <what> <value> is not accepted: <accepted>`` and exits with code 2,
   before anything is compiled.
+* :class:`DataError`: a dataset that cannot be read as configured (e.g. a
+  corrupt DVS recording with ``on_error='stop'``); one line naming the file,
+  exit code 2.
 * :class:`NonFiniteLossError`: training produced a non-finite loss; the last
   good checkpoint is kept and named in the message (exit code 1).
 """
@@ -17,6 +20,10 @@ class ConfigError(ValueError):
     self.what, self.value, self.accepted = what, value, accepted
     shown = repr(value) if isinstance(value, str) else value
     super().__init__(f'{what} {shown} is not accepted: {accepted}')
+
+
+class DataError(ValueError):
+  """Data that cannot be read as configured; ``str(e)`` is one line naming it."""
 
 
 class NonFiniteLossError(RuntimeError):

@@ -19,7 +19,7 @@ from ml_collections import config_flags
 
 from bntt_jax import config_lib
 from bntt_jax import platform
-from bntt_jax.errors import ConfigError, NonFiniteLossError
+from bntt_jax.errors import ConfigError, DataError, NonFiniteLossError
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'default_config.py')
 
@@ -78,7 +78,7 @@ def main(argv):
   logging.info('Workdir: %s', os.path.abspath(workdir))
   try:
     train.train_and_evaluate(config, workdir)
-  except ConfigError as e:
+  except (ConfigError, DataError) as e:
     _fail(str(e))
   except NonFiniteLossError as e:
     _fail(str(e), code=1)

@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from bntt_jax.errors import ConfigError
+from bntt_jax.errors import ConfigError, DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +115,13 @@ def _dvs_cifar10(*, source, data_dir, download, split_seed, options):
   from bntt_jax.data.dvs import load_dvs_cifar10  # pylint: disable=g-import-not-at-top
   options = dict(options)
   options.setdefault('seed', split_seed)
-  (xtr, ytr), (xte, yte) = load_dvs_cifar10(data_dir, **options)
+  try:
+    (xtr, ytr), (xte, yte) = load_dvs_cifar10(data_dir, **options)
+  except TypeError as e:   # an option load_dvs_cifar10 does not take
+    raise ConfigError('data.options', sorted(options), f'keyword arguments of '
+                      f'bntt_jax.data.dvs.load_dvs_cifar10 ({e})') from None
+  except ValueError as e:   # a corrupt recording (on_error='stop') or a bad setting
+    raise DataError(str(e)) from None
   info = DatasetInfo('dvs_cifar10', 10, tuple(xtr.shape[1:]), None, None, kind='frames')
   return Dataset(Split(np.asarray(xtr, np.float32), np.asarray(ytr, np.int32)),
                  Split(np.asarray(xte, np.float32), np.asarray(yte, np.int32)), info)
