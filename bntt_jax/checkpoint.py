@@ -89,12 +89,19 @@ def load_state(workdir: str, step: Optional[int] = None) -> Dict[str, Any]:
   """The saved state tree of a run as numpy arrays (newest step by default).
 
   For analyses and tests; needs no config (the tree comes back as saved, with
-  optimizer states as plain containers).
+  optimizer states as plain containers). Works whatever devices saved it (a
+  TPU pod's run read on a laptop): arrays are restored onto this process's
+  first device.
   """
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
   with ocp.CheckpointManager(directory, item_handlers=_handlers()) as manager:
     step = manager.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f'no checkpoint in {directory}')
-    out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
+        manager.item_metadata(step)['state'].tree)
+    out = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target)))
   return jax.tree_util.tree_map(lambda a: jax.device_get(a), out['state'])

@@ -113,6 +113,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
                       'layer (this norm pools statistics over time)')
   _int_at_least('unroll', m.unroll, 1)
   _one_of('dtype', m.dtype, DTYPES)
+  _one_of('batch_stats', m.batch_stats, ('global', 'per_device'))
   # Training.
   _int_at_least('epochs', t.epochs, 1)
   dev = f' divisible by the {num_devices} devices' if num_devices > 1 else ''
@@ -146,15 +147,24 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
 
 
 def model_kwargs(config: ml_collections.ConfigDict, num_classes: int) -> dict:
-  """``create_model`` arguments of ``config.model``."""
+  """``create_model`` arguments of ``config.model``.
+
+  ``batch_stats = per_device`` splits the norms' batch statistics into one
+  group per device (``stat_groups``; the global batch is laid out device by
+  device along the ``data`` mesh axis).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   m = config.model
   dtype = {'float32': None, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}[m.dtype]
+  norm_kwargs = m.norm_kwargs.to_dict()
+  if m.batch_stats == 'per_device':
+    norm_kwargs['stat_groups'] = jax.device_count()
   return dict(num_classes=m.num_classes or num_classes, num_steps=m.timesteps, norm=m.norm,
               leak=m.leak, threshold=m.threshold, surrogate=m.surrogate,
               surrogate_alpha=m.surrogate_alpha, neuron=m.neuron, encoding=m.encoding,
               rescale=m.rescale, schedule=m.schedule, unroll=m.unroll, dtype=dtype,
-              remat=m.remat, norm_kwargs=m.norm_kwargs.to_dict(),
+              remat=m.remat, norm_kwargs=norm_kwargs,
               arch_kwargs=m.arch_kwargs.to_dict())
 
 

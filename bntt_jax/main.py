@@ -82,6 +82,15 @@ def main(argv):
     _fail(str(e))
   except NonFiniteLossError as e:
     _fail(str(e), code=1)
+  except jax.errors.JaxRuntimeError as e:
+    if jax.process_count() == 1:
+      raise
+    # A collective failed: another process most likely died. Exit now rather
+    # than wait in jax.distributed's shutdown barrier for the dead process.
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    print(f'error: process {jax.process_index()} of {jax.process_count()}: a cross-process '
+          f'operation failed (did another process die?): {first}', file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 def run():

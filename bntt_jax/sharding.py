@@ -27,11 +27,13 @@ def initialize_distributed() -> bool:
   Runs when ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0) is set;
   ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` give the process count and this
   process's id where JAX cannot detect them (SLURM, TPU pods, ... it can).
+  ``BNTT_HEARTBEAT_TIMEOUT_S`` (default 60) is how long the others wait for a
+  process that stopped answering before they stop too.
   Returns whether it initialised.
   """
   if not os.environ.get('JAX_COORDINATOR_ADDRESS'):
     return False
-  kw = {}
+  kw = {'heartbeat_timeout_seconds': int(os.environ.get('BNTT_HEARTBEAT_TIMEOUT_S', '60'))}
   if os.environ.get('JAX_NUM_PROCESSES'):
     kw['num_processes'] = int(os.environ['JAX_NUM_PROCESSES'])
   if os.environ.get('JAX_PROCESS_ID'):

@@ -1,0 +1,115 @@
+"""Data parallelism: 8 devices == 1 device, padded evaluation, 2 processes == 1 process."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from bntt_jax import checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, 'tests', 'sharding_worker.py')
+
+
+def _env(**extra):
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  env.pop('XLA_FLAGS', None)
+  env.update(extra)
+  return env
+
+
+def _worker(devices, out, *flags):
+  r = subprocess.run([sys.executable, WORKER, str(devices), str(out), *flags], env=_env(),
+                     capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  return dict(np.load(out))
+
+
+def _assert_same(a, b, rtol):
+  assert set(a) == set(b)
+  for k in a:
+    scale = max(np.abs(a[k]).max(), 1e-30)
+    assert np.abs(a[k] - b[k]).max() / scale < rtol, k
+
+
+@pytest.mark.parametrize('per_device', [False, True])
+def test_eight_devices_equal_one_device_for_a_step_and_the_evaluation(tmp_path, per_device):
+  """Same global batch: loss, gradients, updated params and running statistics
+  (1e-5); evaluation of 1,001 examples in padded batches of 64 equals too."""
+  flags = ('--per-device-stats',) if per_device else ()
+  one = _worker(1, tmp_path / 'one.npz', *flags)
+  eight = _worker(8, tmp_path / 'eight.npz', *flags)
+  _assert_same(one, eight, 1e-5)
+  assert int(one['eval_examples']) == int(eight['eval_examples']) == 1001
+  assert one['eval_accuracy'] == eight['eval_accuracy']
+  assert any(np.abs(v).max() > 0 for k, v in one.items() if k.startswith('grad'))
+  assert float(one['eval_spike_rate']) > 0
+  if per_device:
+    glob = _worker(1, tmp_path / 'global.npz')
+    assert abs(float(glob['loss']) - float(one['loss'])) > 1e-3   # the option does change things
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _digits_args(workdir, epochs=1):
+  return [sys.executable, '-m', 'bntt_jax.main', f'--workdir={workdir}',
+          f'--config.train.epochs={epochs}', '--config.model.timesteps=4',
+          '--config.train.checkpoint_every_steps=0']
+
+
+def _start_two(workdir, epochs, port, **env):
+  procs = []
+  for i in range(2):
+    e = _env(JAX_COORDINATOR_ADDRESS=f'localhost:{port}', JAX_NUM_PROCESSES='2',
+             JAX_PROCESS_ID=str(i), **env)
+    procs.append(subprocess.Popen(_digits_args(workdir, epochs), cwd=ROOT, env=e,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  return procs
+
+
+def test_two_processes_train_like_one_process(tmp_path):
+  procs = _start_two(tmp_path / 'two', 1, _free_port())
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  r = subprocess.run(_digits_args(tmp_path / 'one'), cwd=ROOT, env=_env(), capture_output=True,
+                     text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  two, one = checkpoint.load_state(tmp_path / 'two'), checkpoint.load_state(tmp_path / 'one')
+  assert int(two['step']) == int(one['step']) > 10
+  for a, b in zip(jax.tree_util.tree_leaves(two['params']),
+                  jax.tree_util.tree_leaves(one['params'])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # Only process 0 writes the run's files.
+  assert (tmp_path / 'two' / 'summary.json').exists()
+  assert 'final test accuracy' in outs[0][1] and 'final test accuracy' in outs[1][1]
+
+
+def test_killing_one_process_stops_the_other_within_120_s(tmp_path):
+  procs = _start_two(tmp_path / 'run', 200, _free_port())
+  try:
+    # Wait until both are training (a checkpoint at the first epoch's end).
+    deadline = time.time() + 300
+    while not (tmp_path / 'run' / 'metrics.jsonl').exists():
+      assert time.time() < deadline and all(p.poll() is None for p in procs)
+      time.sleep(1)
+    procs[1].send_signal(signal.SIGKILL)
+    t0 = time.time()
+    _, err = procs[0].communicate(timeout=180)
+    elapsed = time.time() - t0
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  assert procs[0].returncode != 0
+  assert elapsed < 120, elapsed
+  assert 'error: process 0 of 2' in err or 'another task died' in err, err[-2000:]
