@@ -30,7 +30,7 @@ import functools
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from absl import logging
 import flax
@@ -161,6 +161,16 @@ def eval_step(state: TrainState, batch: Dict[str, Array], key: Array, *,
   }
 
 
+def run_keys(seed: int) -> Tuple[Array, Array, Array]:
+  """``(init_key, train_key, eval_key)`` of a run (module docstring)."""
+  return tuple(jax.random.split(jax.random.PRNGKey(seed), 3))
+
+
+def eval_keys(seed: int, n: int) -> List[Array]:
+  """The ``n`` evaluation Poisson keys of a run; key 0 is every epoch's."""
+  return [jax.random.fold_in(run_keys(seed)[2], i) for i in range(n)]
+
+
 def evaluate(eval_fn: Callable, state: TrainState, split: data_lib.Split, key: Array, *,
              global_batch: int, mean, std, mesh, neurons) -> Dict[str, Any]:
   """Accuracy (fractions), loss and spike rates over every example of ``split``."""
@@ -268,7 +278,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   learning_rate_fn = create_learning_rate_fn(config, steps_per_epoch)
   mesh = sharding.create_mesh()
   repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
-  init_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+  init_key, train_key, _ = run_keys(config.seed)
   state = jax.jit(functools.partial(create_train_state, config=config, model=model,
                                     input_shape=info.shape, learning_rate_fn=learning_rate_fn),
                   out_shardings=repl)(init_key)
@@ -300,7 +310,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   eval_steps = config.eval.timesteps
   p_eval_step = jax.jit(functools.partial(eval_step, num_steps=eval_steps),
                         in_shardings=(repl, data_sh, repl), out_shardings=repl)
-  eval_keys = [jax.random.fold_in(eval_key, i) for i in range(config.eval.num_keys)]
+  keys = eval_keys(config.seed, config.eval.num_keys)
   run_eval = functools.partial(evaluate, p_eval_step, global_batch=config.eval.batch_size,
                                mean=mean, std=std, mesh=mesh, neurons=neurons)
 
@@ -367,7 +377,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       else:
         img_per_s = float('nan')
 
-      ev = run_eval(state, ds.test, eval_keys[0])
+      ev = run_eval(state, ds.test, keys[0])
       last_eval = ev
       if meta['best_test_accuracy'] is None or ev['accuracy'] > meta['best_test_accuracy']:
         meta['best_test_accuracy'], meta['best_epoch'] = ev['accuracy'], epoch
@@ -394,8 +404,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     bar.close()
 
   # Final evaluation: the last parameters, num_keys Poisson draws of the full test split.
-  finals = [last_eval] if last_eval is not None else [run_eval(state, ds.test, eval_keys[0])]
-  finals += [run_eval(state, ds.test, k) for k in eval_keys[1:]]
+  finals = [last_eval] if last_eval is not None else [run_eval(state, ds.test, keys[0])]
+  finals += [run_eval(state, ds.test, k) for k in keys[1:]]
   summary = summarize(finals, config, meta, layer_names, steps=total_steps,
                       train_examples=len(ds.train), wall_seconds=wall())
   ckpt.close()

@@ -14,7 +14,7 @@ from sklearn import datasets as sk_datasets
 from sklearn import model_selection
 
 from bntt_jax import analysis, analyze, checkpoint, default_config, models
-from bntt_jax.analysis import evaluation, pipeline, robustness
+from bntt_jax.analysis import evaluation, pipeline, robustness, runs
 
 STEPS = 8
 EPSILON = 0.1   # L_inf, [0, 1] pixel units (about 25 grey levels of 255)
@@ -143,7 +143,7 @@ def test_cli_restores_applies_overrides_and_writes_reports(digits, tmp_path):
   overrides = ['analysis.noise_sigmas=()', 'analysis.fgsm_epsilons=(0.0,)',
                'analysis.pgd_epsilons=()', 'analysis.exit_threshold=0.5',
                'eval.batch_size=128']
-  reports = analyze.run_all(workdirs, overrides)
+  reports = runs.run_all(workdirs, overrides)
   assert [r['name'] for r in reports] == ['a', 'b']
   assert reports[0]['early_exit']['threshold'] == 0.5
   # The data module's digits split (360 test images), the model restored from the checkpoint.
@@ -158,16 +158,16 @@ def test_cli_restores_applies_overrides_and_writes_reports(digits, tmp_path):
 
 def test_cli_overrides_parse_and_reject():
   config = default_config.get_config()
-  config.analysis = analyze.analysis_config()
+  config.analysis = runs.analysis_config()
   rest, overrides = analyze.split_overrides(
       ['prog', '--workdir=w', '--config.analysis.pgd_steps=20',
        '--config.analysis.fgsm_epsilons=(0.1, 0.2)', '--config.model.norm=none',
        '--config.analysis.pgd_random_start=true'])
   assert rest == ['prog', '--workdir=w']
-  analyze.apply_overrides(config, overrides)
+  runs.apply_overrides(config, overrides)
   assert config.analysis.pgd_steps == 20 and config.analysis.fgsm_epsilons == (0.1, 0.2)
   assert config.model.norm == 'none' and config.analysis.pgd_random_start is True
   with pytest.raises(ValueError, match="config key 'analysis.pgd_stepz' is not accepted"):
-    analyze.apply_overrides(config, ['analysis.pgd_stepz=3'])
+    runs.apply_overrides(config, ['analysis.pgd_stepz=3'])
   with pytest.raises(ValueError, match='is not accepted'):
-    analyze.apply_overrides(config, ['analysis.pgd_steps=many'])
+    runs.apply_overrides(config, ['analysis.pgd_steps=many'])

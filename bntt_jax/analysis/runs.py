@@ -1,0 +1,147 @@
+"""Restoring finished runs and analysing them (the library behind ``bntt_jax.analyze``).
+
+``restore(workdir, overrides)`` rebuilds a run's model from its saved config
+(with ``path=value`` overrides), loads its newest checkpoint and its test
+split normalised as training evaluates it; ``analyze_run`` runs
+:func:`bntt_jax.analysis.analyze` on it with the config's ``analysis``
+settings and the run's own first evaluation key, so the clean accuracy
+equals the run's last per-epoch test accuracy; ``run_all`` writes the reports.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+from typing import List, Sequence
+
+from absl import logging
+import ml_collections
+
+from bntt_jax import default_config
+from bntt_jax.errors import ConfigError
+
+
+def analysis_config() -> ml_collections.ConfigDict:
+  """``config.analysis``: the fields and defaults of :class:`bntt_jax.analysis.Settings`."""
+  return default_config.get_config().analysis
+
+
+def _parse_value(text: str, current):
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = text   # a bare string
+  if isinstance(current, bool):
+    if isinstance(value, str) and value.lower() in ('true', 'false'):
+      return value.lower() == 'true'
+  if isinstance(current, (list, tuple)):
+    value = value if isinstance(value, (list, tuple)) else (value,)
+    return type(current)(value)
+  if isinstance(current, str) and not isinstance(value, str):
+    return text
+  return value
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: Sequence[str]) -> ml_collections.ConfigDict:
+  """Set ``path=value`` fields (values as Python literals, bare strings allowed).
+
+  The path must exist; the value must fit the field's type (ConfigDict checks).
+  """
+  for item in overrides:
+    path, _, text = item.partition('=')
+    *parents, leaf = path.split('.')
+    node = config
+    for p in parents:
+      if not isinstance(node, ml_collections.ConfigDict) or p not in node:
+        raise ConfigError('config key', path, f'a path into the run\'s config ({p!r} is not)')
+      node = node[p]
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      raise ConfigError('config key', path, f'one of {", ".join(sorted(node.keys()))}'
+                        if isinstance(node, ml_collections.ConfigDict) else 'a config field')
+    try:
+      node[leaf] = _parse_value(text, node[leaf])
+    except TypeError as e:
+      raise ConfigError('config value', item, f'a value of the field\'s type ({e})') from e
+  return config
+
+
+@dataclasses.dataclass
+class Run:
+  """A restored run, ready to analyse."""
+  name: str
+  config: ml_collections.ConfigDict
+  model: object
+  variables: dict
+  images: object     # [N, ...] normalised model inputs
+  labels: object     # [N]
+  space: object      # analysis.InputSpace
+
+
+def restore(workdir: str, overrides: Sequence[str]) -> Run:
+  """A finished run's config (with ``overrides``), model, last checkpoint and test split.
+
+  ``train.load_run(workdir) -> (config, {'params', 'batch_stats'})`` restores
+  the saved config and the newest checkpoint; the model is rebuilt from the
+  overridden config and the test split normalised as training evaluates it.
+  """
+  # pylint: disable=g-import-not-at-top
+  from bntt_jax import config_lib
+  from bntt_jax import data as data_lib
+  from bntt_jax.analysis import robustness
+  from bntt_jax.data import augment
+  from bntt_jax.train import load_run
+  # pylint: enable=g-import-not-at-top
+  config, variables = load_run(workdir)
+  config = ml_collections.ConfigDict(config.to_dict())   # unlocked copy
+  if 'analysis' not in config:
+    logging.info('%s: no config.analysis; using the defaults of analysis.Settings', workdir)
+    config.analysis = analysis_config()
+  apply_overrides(config, overrides)
+  d = config.data
+  ds = data_lib.load_dataset(d.name, source=d.source, data_dir=d.dir, download=d.download,
+                             split_seed=d.split_seed, options=d.options.to_dict())
+  info = ds.info
+  model = config_lib.create_model(config, info.num_classes)
+  if info.mean is None:   # frames: used as they are, unbounded
+    mean, std, space = None, None, robustness.InputSpace.model_units()
+  else:
+    mean, std = tuple(d.mean) or info.mean, tuple(d.std) or info.std
+    space = robustness.InputSpace(tuple(mean), tuple(std))
+  images = augment.normalize(ds.test.x, mean, std)
+  return Run(os.path.basename(os.path.normpath(workdir)), config, model, variables, images,
+             ds.test.y, space)
+
+
+def analyze_run(run: Run) -> dict:
+  """``analysis.analyze`` of a restored run with its config's settings."""
+  # pylint: disable=g-import-not-at-top
+  from bntt_jax import analysis
+  from bntt_jax import platform
+  from bntt_jax import train
+  # pylint: enable=g-import-not-at-top
+  platform.set_matmul_precision(run.config.matmul_precision)
+  try:
+    settings = analysis.Settings.from_dict(run.config.analysis.to_dict())
+  except (TypeError, ValueError) as e:
+    raise ConfigError('analysis settings', run.name, str(e)) from e
+  return analysis.analyze(run.model, run.variables, run.images, run.labels,
+                          key=train.eval_keys(run.config.seed, 1)[0], batch_size=run.config.eval.batch_size,
+                          space=run.space, settings=settings, name=run.name)
+
+
+def run_all(workdirs: Sequence[str], overrides: Sequence[str], outdir: str | None = None,
+            reference: int = 0) -> List[dict]:
+  """Analyse every workdir (report into each) and, for several, write the side by side."""
+  from bntt_jax import analysis  # pylint: disable=g-import-not-at-top
+  reports = []
+  for w in workdirs:
+    report = analyze_run(restore(w, overrides))
+    paths = analysis.write_report(report, w)
+    logging.info('%s: accuracy %.4f, report %s', w, report['accuracy']['clean'], paths['md'])
+    reports.append(report)
+  if len(reports) > 1:
+    out = outdir or os.path.join(workdirs[0], 'comparison')
+    paths = analysis.write_comparison(reports, out, reference=reference)
+    logging.info('side by side: %s', paths['md'])
+  return reports
