@@ -47,6 +47,7 @@ uses the running statistics and is not grouped.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional, Tuple
 
 import flax.linen as nn
@@ -68,14 +69,44 @@ def group(x: Array, groups: int, batch_axis: int) -> Array:
 
 
 def moments(xg: Array, axes: Tuple[int, ...]) -> Tuple[Array, Array, int]:
-  """Mean and biased variance over ``axes`` in at least float32, and the count."""
+  """Mean and biased variance over ``axes`` in at least float32, and the count.
+
+  Two passes (mean, then the mean squared deviation) for accuracy; the VJP
+  recomputes ``x - mean`` from ``x`` rather than keeping a full-size
+  difference alive for the backward pass.
+  """
   xg = xg.astype(jnp.promote_types(xg.dtype, jnp.float32))
   m = 1
   for a in axes:
     m *= xg.shape[a]
-  mean = jnp.mean(xg, axis=axes, keepdims=True)
-  var = jnp.mean(jnp.square(xg - mean), axis=axes, keepdims=True)
-  return jnp.squeeze(mean, axes), jnp.squeeze(var, axes), m
+  mean, var = _moments(xg, tuple(axes))
+  return mean, var, m
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _moments(x: Array, axes: Tuple[int, ...]) -> Tuple[Array, Array]:
+  mean = jnp.mean(x, axis=axes, keepdims=True)
+  var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+  return jnp.squeeze(mean, axes), jnp.squeeze(var, axes)
+
+
+def _moments_fwd(x, axes):
+  mean, var = _moments(x, axes)
+  return (mean, var), (x, mean)
+
+
+def _moments_bwd(axes, res, g):
+  x, mean = res
+  g_mean, g_var = (jnp.expand_dims(v, axes) for v in g)
+  m = 1
+  for a in axes:
+    m *= x.shape[a]
+  # d mean / dx = 1/m; d var / dx = 2 (x - mean) / m (the mean's own dependence
+  # cancels: sum(x - mean) = 0).
+  return ((g_mean + 2.0 * g_var * (x - jnp.expand_dims(mean, axes))) / m,)
+
+
+_moments.defvjp(_moments_fwd, _moments_bwd)
 
 
 def running_update(old_mean: Array, old_var: Array, mean: Array, var: Array, m: int,

@@ -45,13 +45,17 @@ if ROOT not in sys.path:
 from bntt_jax import norms as norms_lib
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', os.path.join(ROOT, 'configs', 'digits.py'),
-                                'Training config shared by every norm.', lock_config=True)
-flags.DEFINE_list('norms', ['bntt', 'tebn', 'tdbn', 'bn', 'none'], 'Norms to compare.')
-flags.DEFINE_integer('seeds', 3, 'Seeds 0..seeds-1 per norm.')
-flags.DEFINE_string('workdir', None, 'Output directory (default runs/compare_<config>).')
-flags.DEFINE_float('fgsm_epsilon', 0.1, 'FGSM epsilon, L_inf in [0, 1] pixel units.')
-flags.DEFINE_float('within', 0.01, 'Accuracy gap defining "steps to within" (fraction).')
+
+
+def define_flags():
+  """The command line (defined when run as a script, so importing defines nothing)."""
+  config_flags.DEFINE_config_file('config', os.path.join(ROOT, 'configs', 'digits.py'),
+                                  'Training config shared by every norm.', lock_config=True)
+  flags.DEFINE_list('norms', ['bntt', 'tebn', 'tdbn', 'bn', 'none'], 'Norms to compare.')
+  flags.DEFINE_integer('seeds', 3, 'Seeds 0..seeds-1 per norm.')
+  flags.DEFINE_string('workdir', None, 'Output directory (default runs/compare_<config>).')
+  flags.DEFINE_float('fgsm_epsilon', 0.1, 'FGSM epsilon, L_inf in [0, 1] pixel units.')
+  flags.DEFINE_float('within', 0.01, 'Accuracy gap defining "steps to within" (fraction).')
 
 
 def steps_within(acc_after_k, within: float) -> int:
@@ -199,4 +203,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
