@@ -94,6 +94,7 @@ def main(argv):
 
 
 def run():
+  platform.reexec_with_cpu_tunables()   # huge pages for XLA:CPU's buffers (bntt_jax.platform)
   # ml_collections reads the --config.KEY overrides from sys.argv when the flag
   # is defined, and fails there with a traceback: check the config file and
   # the keys first.

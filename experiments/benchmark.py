@@ -13,6 +13,8 @@ on CPU, the device's peak bytes in use on GPU/TPU), ``model_gflop_per_img``
 the same device) and its fraction. With ``--peer`` the snnTorch model of
 ``experiments/peer_snntorch.py`` is run the same way in its own process
 (``--peer-python`` must have torch and snntorch) and a ratio line follows.
+Both run with glibc's huge-page tunable, as ``python -m bntt_jax.main`` does
+(:mod:`bntt_jax.platform`).
 
 A training step here is what ``bntt_jax.train`` does: forward, backward,
 SGD-momentum update, running-statistics update, on random inputs uniform in
@@ -167,13 +169,18 @@ def main(argv=None) -> int:
   for v in split(args.precision):
     if v not in ('float32', 'bfloat16'):
       p.error(f'precision {v!r} is not one of float32, bfloat16')
-  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  sys.path.insert(0, ROOT)
+  from bntt_jax import platform  # pylint: disable=g-import-not-at-top
+  # Our runs get the huge-page tunable that `python -m bntt_jax.main` uses (bntt_jax.platform).
+  env = platform.cpu_tunables_env(
+      dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', '')))
   for b in split(args.batch):
     for t in split(args.timesteps):
       peer = None
       if args.peer:
+        # The peer runs with the same environment (huge-page tunable included).
         peer = _subprocess_json([args.peer_python, os.path.join(HERE, 'peer_snntorch.py'), b, t,
-                                 str(args.steps)])
+                                 str(args.steps)], env)
         if peer:
           print(json.dumps(peer), flush=True)
       for sched in split(args.schedule):

@@ -203,5 +203,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  from bntt_jax import platform as _platform  # pylint: disable=g-import-not-at-top
+  _platform.reexec_with_cpu_tunables()
   define_flags()
   app.run(main)
