@@ -79,7 +79,11 @@ def main(argv):
   if not FLAGS.workdir:
     print('error: --workdir is required (repeat it for a side-by-side report)', file=sys.stderr)
     sys.exit(2)
-  from bntt_jax import platform  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from bntt_jax import checkpoint
+  from bntt_jax import platform
+  # pylint: enable=g-import-not-at-top
+  checkpoint.quiet_logs()
   platform.configure_xla()   # before the first JAX computation
   from bntt_jax.analysis import runs  # pylint: disable=g-import-not-at-top
   try:

@@ -14,13 +14,24 @@ resumes from the newest complete one. Every process calls ``save`` and
 """
 from __future__ import annotations
 
+import logging as py_logging
 import os
 from typing import Any, Dict, Optional, Tuple
 
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
 STATE_FIELDS = ('step', 'params', 'batch_stats', 'opt_state')
+
+
+def quiet_logs() -> None:
+  """Orbax logs every save in ~30 INFO lines; keep its warnings only."""
+  def keep(record):
+    return record.levelno >= py_logging.WARNING or f'{os.sep}orbax{os.sep}' not in record.pathname
+  # absl's handler, or the stream handler a library put on the root logger.
+  for handler in set(py_logging.getLogger().handlers) | {logging.get_absl_handler()}:
+    handler.addFilter(keep)
 
 
 def _handlers():

@@ -8,7 +8,6 @@ with the same ``--workdir`` resumes from its last checkpoint. A value that is
 not accepted ends the run with one ``error:`` line and exit code 2.
 """
 import datetime
-import logging as py_logging
 import os
 import sys
 
@@ -17,6 +16,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from bntt_jax import checkpoint
 from bntt_jax import config_lib
 from bntt_jax import platform
 from bntt_jax.errors import ConfigError, DataError, NonFiniteLossError
@@ -24,15 +24,6 @@ from bntt_jax.errors import ConfigError, DataError, NonFiniteLossError
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'default_config.py')
 
 FLAGS = flags.FLAGS
-
-
-def _quiet_checkpoint_logs():
-  """Orbax logs every save in ~30 INFO lines; keep its warnings only."""
-  def keep(record):
-    return record.levelno >= py_logging.WARNING or f'{os.sep}orbax{os.sep}' not in record.pathname
-  # absl's handler, or the stream handler a library put on the root logger.
-  for handler in set(py_logging.getLogger().handlers) | {logging.get_absl_handler()}:
-    handler.addFilter(keep)
 
 
 def _default_workdir(config_path: str) -> str:
@@ -59,7 +50,7 @@ def main(argv):
   if len(argv) > 1:
     _fail(f'argument {argv[1]!r} is not accepted: flags only (--config=..., --workdir=...)')
   config = FLAGS.config
-  _quiet_checkpoint_logs()
+  checkpoint.quiet_logs()
   platform.configure_xla()     # before the first JAX computation starts the backend
   try:
     platform.set_matmul_precision(config.matmul_precision)
