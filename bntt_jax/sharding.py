@@ -24,14 +24,16 @@ DATA_AXIS = 'data'
 def initialize_distributed() -> bool:
   """``jax.distributed.initialize()`` for a multi-process run, before any computation.
 
-  Runs when ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0) is set;
-  ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` give the process count and this
-  process's id where JAX cannot detect them (SLURM, TPU pods, ... it can).
+  Runs when ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0) is set, with
+  ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` giving the process count and
+  this process's id; or when ``BNTT_DISTRIBUTED=auto``, where JAX detects all
+  three itself (TPU pods, SLURM, ...).
   ``BNTT_HEARTBEAT_TIMEOUT_S`` (default 60) is how long the others wait for a
   process that stopped answering before they stop too.
   Returns whether it initialised.
   """
-  if not os.environ.get('JAX_COORDINATOR_ADDRESS'):
+  if (not os.environ.get('JAX_COORDINATOR_ADDRESS')
+      and os.environ.get('BNTT_DISTRIBUTED', '').lower() not in ('auto', '1', 'true')):
     return False
   kw = {'heartbeat_timeout_seconds': int(os.environ.get('BNTT_HEARTBEAT_TIMEOUT_S', '60'))}
   if os.environ.get('JAX_NUM_PROCESSES'):
