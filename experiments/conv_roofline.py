@@ -1,0 +1,92 @@
+"""How fast can a float32 VGG9 training step be here? The convolutions alone.
+
+    python experiments/conv_roofline.py --batch=16 --timesteps=25
+
+Times each VGG9 convolution of the time-batched schedule (``T * B`` samples,
+32x32x3 input) the way a training step runs it: forward, input gradient
+(``dx``, skipped for the first layer, whose input is data) and weight gradient
+(``dw``), each jitted alone on spike-like inputs (20 % ones). Prints one JSON
+line per layer (milliseconds and GFLOP/s of each) and a total line with the
+convolutions' summed time, the images/s that time alone would allow, and a
+4096^2 float32 matmul's GFLOP/s on the same device. On CPU, run it as the
+benchmark runs (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``); the XLA flags of
+:func:`bntt_jax.platform.configure_xla` are set here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bntt_jax import platform  # pylint: disable=g-import-not-at-top
+
+VGG9_CONVS = ((32, 3, 64), (32, 64, 64), (16, 64, 128), (16, 128, 128), (8, 128, 256),
+              (8, 256, 256), (8, 256, 256))   # (spatial size, in channels, out channels)
+
+
+def _time(f, *args, reps: int) -> float:
+  out = f(*args)
+  out.block_until_ready()
+  t = time.perf_counter()
+  for _ in range(reps):
+    out = f(*args)
+  out.block_until_ready()
+  return (time.perf_counter() - t) / reps
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  p.add_argument('--batch', type=int, default=16)
+  p.add_argument('--timesteps', type=int, default=25)
+  p.add_argument('--reps', type=int, default=5)
+  a = p.parse_args(argv)
+  platform.configure_xla()
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_default_matmul_precision', 'highest')
+  from experiments.benchmark import _matmul_peak_gflops  # pylint: disable=g-import-not-at-top
+
+  def conv(x, w):
+    return jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+  ops = {
+      'fwd': jax.jit(lambda x, w, g: conv(x, w)),
+      'dx': jax.jit(lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0]),
+      'dw': jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0]),
+  }
+  n = a.batch * a.timesteps
+  rng = np.random.default_rng(0)
+  total_s = 0.0
+  total_gflop = 0.0
+  for i, (size, cin, cout) in enumerate(VGG9_CONVS):
+    x = jnp.asarray((rng.random((n, size, size, cin)) < 0.2).astype(np.float32))
+    w = jnp.asarray(rng.standard_normal((3, 3, cin, cout)).astype(np.float32) * 0.05)
+    g = jnp.asarray(rng.standard_normal((n, size, size, cout)).astype(np.float32))
+    gflop = 2 * n * size * size * 9 * cin * cout / 1e9
+    row = {'layer': f'conv{i + 1}', 'shape': [n, size, size, cin, cout]}
+    for name, f in ops.items():
+      if name == 'dx' and i == 0:
+        continue
+      s = _time(f, x, w, g, reps=a.reps)
+      row[f'{name}_ms'] = round(s * 1e3, 1)
+      row[f'{name}_gflops'] = round(gflop / s, 1)
+      total_s += s
+      total_gflop += gflop
+    print(json.dumps(row), flush=True)
+  print(json.dumps({
+      'total': 'convolutions', 'batch': a.batch, 'timesteps': a.timesteps,
+      'conv_s': round(total_s, 3), 'conv_gflops': round(total_gflop / total_s, 1),
+      'img_per_s_bound': round(a.batch / total_s, 2),
+      'matmul_peak_gflops': round(_matmul_peak_gflops(jnp.float32), 1),
+      'backend': jax.default_backend()}), flush=True)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
