@@ -12,7 +12,9 @@ on CPU, the device's peak bytes in use on GPU/TPU), ``model_gflop_per_img``
 ``achieved_gflops``, ``matmul_peak_gflops`` (a 4096^2 f32 matmul measured on
 the same device) and its fraction. With ``--peer`` the snnTorch model of
 ``experiments/peer_snntorch.py`` is run the same way in its own process
-(``--peer-python`` must have torch and snntorch) and a ratio line follows.
+(``--peer-python`` must have torch and snntorch) and a ratio line follows; the peer
+runs in float32 (TF32 off on GPU) beside our float32 rows and under
+``torch.autocast(bfloat16)`` beside our bfloat16 rows (``peer_precision``).
 Both run with glibc's huge-page tunable, as ``python -m bntt_jax.main`` does
 (:mod:`bntt_jax.platform`).
 
@@ -176,15 +178,16 @@ def main(argv=None) -> int:
       dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', '')))
   for b in split(args.batch):
     for t in split(args.timesteps):
-      peer = None
-      if args.peer:
-        # The peer runs with the same environment (huge-page tunable included).
-        peer = _subprocess_json([args.peer_python, os.path.join(HERE, 'peer_snntorch.py'), b, t,
-                                 str(args.steps)], env)
-        if peer:
-          print(json.dumps(peer), flush=True)
-      for sched in split(args.schedule):
-        for prec in split(args.precision):
+      for prec in split(args.precision):
+        peer = None
+        if args.peer:
+          # The peer runs with the same environment (huge-page tunable included), in float32
+          # (TF32 off) for our float32 rows and under torch.autocast for our bfloat16 rows.
+          peer = _subprocess_json([args.peer_python, os.path.join(HERE, 'peer_snntorch.py'), b,
+                                   t, str(args.steps), prec], env)
+          if peer:
+            print(json.dumps(peer), flush=True)
+        for sched in split(args.schedule):
           for remat in split(args.remat):
             cmd = [sys.executable, os.path.abspath(__file__), '--one', f'--batch={b}',
                    f'--timesteps={t}', f'--schedule={sched}', f'--precision={prec}',
@@ -198,7 +201,8 @@ def main(argv=None) -> int:
             if peer:
               print(json.dumps({
                   'ratio': f'bntt_jax/{peer["peer"]}', 'batch': int(b), 'timesteps': int(t),
-                  'schedule': sched, 'precision': prec, 'remat': remat == 'true',
+                  'schedule': sched, 'precision': prec, 'peer_precision': peer['precision'],
+                  'remat': remat == 'true',
                   'img_per_s_ratio': round(rec['img_per_s'] / peer['img_per_s'], 3),
                   'peak_mem_ratio': round(rec['peak_mem_mb'] / max(peer['peak_mem_mb'], 1), 3),
               }), flush=True)

@@ -1,15 +1,22 @@
 """(The team's peer benchmark, from shared/bench/peer_snntorch.py, kept here so that
-experiments/benchmark.py can run it; unchanged but for this note.)
+experiments/benchmark.py can run it; changed only by this note and the optional PRECISION
+argument: ``float32`` (default; on CUDA with TF32 off, i.e. true float32 like bntt_jax's
+'highest' matmul precision) or ``bfloat16`` (torch.autocast, labelled in the output).)
 
 Peer: snnTorch (PyPI) BNTT VGG9, training-step throughput on this machine.
 VGG9 per the BNTT paper: 64,64,AP,128,128,AP,256,256,256,AP,FC1024,FC(classes); BNTT after every conv and FC1;
 LIF leak 0.95, threshold 1.0, soft reset; Poisson rate input; last layer accumulates membrane voltage.
-Usage: python peer_snntorch.py BATCH TIMESTEPS STEPS   (uses CUDA when torch sees a GPU)
+Usage: python peer_snntorch.py BATCH TIMESTEPS STEPS [PRECISION]   (uses CUDA when torch sees a GPU)
 """
-import sys, time, json, resource, torch, torch.nn as nn, snntorch as snn
+import sys, time, json, resource, contextlib, torch, torch.nn as nn, snntorch as snn
 B, T, STEPS = (int(a) for a in sys.argv[1:4])
+PREC = sys.argv[4] if len(sys.argv) > 4 else 'float32'
+if PREC not in ('float32', 'bfloat16'):
+    sys.exit(f'precision {PREC!r} is not one of float32, bfloat16')
 torch.manual_seed(0)
 dev='cuda' if torch.cuda.is_available() else 'cpu'
+torch.backends.cudnn.allow_tf32 = False; torch.backends.cuda.matmul.allow_tf32 = False
+cast = (lambda: torch.autocast(dev, dtype=torch.bfloat16)) if PREC == 'bfloat16' else contextlib.nullcontext
 class VGG9(nn.Module):
     def __init__(s, T, leak=0.95, nc=10):
         super().__init__()
@@ -39,11 +46,13 @@ class VGG9(nn.Module):
 m=VGG9(T).to(dev); opt=torch.optim.SGD(m.parameters(),lr=0.1,momentum=0.95,weight_decay=5e-4)
 x=(torch.rand(B,3,32,32)*2-1).to(dev); y=torch.randint(0,10,(B,)).to(dev)
 def step():
-    opt.zero_grad(); loss=nn.functional.cross_entropy(m(x),y); loss.backward(); opt.step(); return loss.item()
+    opt.zero_grad()
+    with cast(): loss=nn.functional.cross_entropy(m(x),y)
+    loss.backward(); opt.step(); return loss.item()
 sync=torch.cuda.synchronize if dev=='cuda' else (lambda:None)
 step(); sync()
 t=time.perf_counter()
 for _ in range(STEPS): step()
 sync(); dt=(time.perf_counter()-t)/STEPS
 peak=torch.cuda.max_memory_allocated()//2**20 if dev=='cuda' else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss//1024
-print(json.dumps({"peer":"snntorch","batch":B,"T":T,"step_s":round(dt,4),"img_per_s":round(B/dt,2),"device":dev,"peak_mem_mb":peak}))
+print(json.dumps({"peer":"snntorch","batch":B,"T":T,"step_s":round(dt,4),"img_per_s":round(B/dt,2),"device":dev,"precision":PREC if PREC=="float32" else "bfloat16-autocast","peak_mem_mb":peak}))
