@@ -1,6 +1,6 @@
 """How fast can a float32 VGG9 training step be here? The convolutions alone.
 
-    python experiments/conv_roofline.py --batch=16 --timesteps=25
+    python experiments/conv_roofline.py --batch=16 --timesteps=25 [--dtype=bfloat16]
 
 Times each VGG9 convolution of the time-batched schedule (``T * B`` samples,
 32x32x3 input) the way a training step runs it: forward, input gradient
@@ -8,7 +8,8 @@ Times each VGG9 convolution of the time-batched schedule (``T * B`` samples,
 (``dw``), each jitted alone on spike-like inputs (20 % ones). Prints one JSON
 line per layer (milliseconds and GFLOP/s of each) and a total line with the
 convolutions' summed time, the images/s that time alone would allow, and a
-4096^2 float32 matmul's GFLOP/s on the same device. On CPU, run it as the
+4096^2 matmul's GFLOP/s on the same device, all in ``--dtype`` (bfloat16
+operands accumulate in float32, as the library's bfloat16 synapses do). On CPU, run it as the
 benchmark runs (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``); the XLA flags of
 :func:`bntt_jax.platform.configure_xla` are set here.
 """
@@ -43,6 +44,7 @@ def main(argv=None) -> int:
   p.add_argument('--batch', type=int, default=16)
   p.add_argument('--timesteps', type=int, default=25)
   p.add_argument('--reps', type=int, default=5)
+  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   a = p.parse_args(argv)
   platform.configure_xla()
   import jax  # pylint: disable=g-import-not-at-top
@@ -51,23 +53,26 @@ def main(argv=None) -> int:
   jax.config.update('jax_default_matmul_precision', 'highest')
   from experiments.benchmark import _matmul_peak_gflops  # pylint: disable=g-import-not-at-top
 
+  dtype = jnp.dtype(a.dtype)
+
   def conv(x, w):
     return jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
-                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                        preferred_element_type=jnp.float32)
 
   ops = {
       'fwd': jax.jit(lambda x, w, g: conv(x, w)),
-      'dx': jax.jit(lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0]),
-      'dw': jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0]),
+      'dx': jax.jit(lambda x, w, g: jax.vjp(lambda x: conv(x, w).astype(dtype), x)[1](g)[0]),
+      'dw': jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w).astype(dtype), w)[1](g)[0]),
   }
   n = a.batch * a.timesteps
   rng = np.random.default_rng(0)
   total_s = 0.0
   total_gflop = 0.0
   for i, (size, cin, cout) in enumerate(VGG9_CONVS):
-    x = jnp.asarray((rng.random((n, size, size, cin)) < 0.2).astype(np.float32))
-    w = jnp.asarray(rng.standard_normal((3, 3, cin, cout)).astype(np.float32) * 0.05)
-    g = jnp.asarray(rng.standard_normal((n, size, size, cout)).astype(np.float32))
+    x = jnp.asarray((rng.random((n, size, size, cin)) < 0.2).astype(np.float32), dtype)
+    w = jnp.asarray(rng.standard_normal((3, 3, cin, cout)) * 0.05, dtype)
+    g = jnp.asarray(rng.standard_normal((n, size, size, cout)), dtype)
     gflop = 2 * n * size * size * 9 * cin * cout / 1e9
     row = {'layer': f'conv{i + 1}', 'shape': [n, size, size, cin, cout]}
     for name, f in ops.items():
@@ -80,10 +85,10 @@ def main(argv=None) -> int:
       total_gflop += gflop
     print(json.dumps(row), flush=True)
   print(json.dumps({
-      'total': 'convolutions', 'batch': a.batch, 'timesteps': a.timesteps,
+      'total': 'convolutions', 'batch': a.batch, 'timesteps': a.timesteps, 'dtype': a.dtype,
       'conv_s': round(total_s, 3), 'conv_gflops': round(total_gflop / total_s, 1),
       'img_per_s_bound': round(a.batch / total_s, 2),
-      'matmul_peak_gflops': round(_matmul_peak_gflops(jnp.float32), 1),
+      'matmul_peak_gflops': round(_matmul_peak_gflops(dtype), 1),
       'backend': jax.default_backend()}), flush=True)
   return 0
 
