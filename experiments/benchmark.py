@@ -68,16 +68,15 @@ def _matmul_peak_gflops(dtype) -> float:
   return 2 * n**3 / best / 1e9
 
 
-def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: bool,
-             steps: int, matmul_peak: bool) -> dict:
-  """One configuration, in this process. Returns the JSON record."""
-  from bntt_jax import platform  # pylint: disable=g-import-not-at-top
-  platform.configure_xla()
+def build_train_step(batch: int, timesteps: int, schedule: str, precision: str, remat: bool):
+  """The benchmark's jitted training step and its first state: ``(step, state)``,
+  ``step(state, key) -> (state, loss)`` (state donated). Call after
+  ``platform.configure_xla()``."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
-  from bntt_jax import models  # pylint: disable=g-import-not-at-top
+  from bntt_jax import models, platform  # pylint: disable=g-import-not-at-top
   platform.set_matmul_precision('highest' if precision == 'float32' else 'default')
 
   dtype = {'float32': None, 'bfloat16': jnp.bfloat16}[precision]
@@ -103,7 +102,19 @@ def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: b
     updates, opt = tx.update(grads, opt, params)
     return (optax.apply_updates(params, updates), stats, opt), loss
 
-  step = jax.jit(train_step, donate_argnums=0)
+  return jax.jit(train_step, donate_argnums=0), state
+
+
+def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: bool,
+             steps: int, matmul_peak: bool) -> dict:
+  """One configuration, in this process. Returns the JSON record."""
+  from bntt_jax import platform  # pylint: disable=g-import-not-at-top
+  platform.configure_xla()
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  step, state = build_train_step(batch, timesteps, schedule, precision, remat)
   t0 = time.perf_counter()
   state, loss = step(state, jax.random.PRNGKey(1))
   loss.block_until_ready()
