@@ -1,4 +1,4 @@
-"""The two ways a run stops on purpose, each reported as one line by ``main``.
+"""The three ways a run stops on purpose, each reported as one line by ``main``.
 
 * :class:`ConfigError`: a value the run cannot accept (unknown model, missing
   data directory, T < 1, ...). ``main`` prints

@@ -122,6 +122,11 @@ class SpikingNetwork(nn.Module):
     out = self.fc_out(h.reshape(h.shape[0], -1))
     return out.astype(jnp.promote_types(out.dtype, jnp.float32))
 
+  def step_shape(self, example_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    """One step's input for one example, from one example's shape (no batch
+    axis): frames ``(T_in, ...)`` drop their time axis, static inputs are as given."""
+    return tuple(example_shape[1:] if self.encoding == 'frames' else example_shape)
+
   def neuron_shapes(self, step_input_shape: Tuple[int, ...]) -> Tuple[Tuple[int, ...], ...]:
     """Per hidden layer, the neuron shape of one example, from one step's input shape."""
     shapes, shape = [], tuple(step_input_shape)
@@ -149,7 +154,7 @@ class SpikingNetwork(nn.Module):
       raise ValueError(f'norm {self.norm!r} pools statistics over time and cannot be trained '
                        'with the step schedule; use schedule=layer')
     key = self.make_rng('poisson') if self.encoding == 'poisson' else None
-    step_shape = x.shape[2:] if self.encoding == 'frames' else x.shape[1:]
+    step_shape = self.step_shape(x.shape[1:])
     names = default_names(self.layers)
     neurons = tuple(math.prod(s) for s in self.neuron_shapes(step_shape))
     # Both schedules share one variable layout; init creates it the layer way
@@ -187,7 +192,7 @@ class SpikingNetwork(nn.Module):
 
   def _run_step(self, x, key, k, train, example_ids):
     b = x.shape[0]
-    step_shape = x.shape[2:] if self.encoding == 'frames' else x.shape[1:]
+    step_shape = self.step_shape(x.shape[1:])
     mem_dtype = jnp.promote_types(x.dtype, jnp.float32)
     u0 = tuple(jnp.zeros((b,) + s, mem_dtype) for s in self.neuron_shapes(step_shape))
 

@@ -12,7 +12,7 @@ as on one device.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict
+from typing import Dict
 
 import jax
 import numpy as np
@@ -64,10 +64,6 @@ def global_batch(local: Dict[str, np.ndarray], mesh: Mesh) -> Dict[str, jax.Arra
   """This host's rows ``[B / processes, ...]`` -> global arrays ``[B, ...]`` sharded on ``data``."""
   sharding = data_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
-
-
-def replicate(tree: Any, mesh: Mesh) -> Any:
-  return jax.device_put(tree, replicated(mesh))
 
 
 def is_main_process() -> bool:

@@ -193,10 +193,6 @@ def _fresh_meta() -> Dict[str, Any]:
           'best_test_accuracy': None, 'best_epoch': None, 'wall_seconds': 0.0}
 
 
-def _step_shape(info: data_lib.DatasetInfo):
-  return info.shape[1:] if info.kind == 'frames' else info.shape
-
-
 def summarize(finals, config: ml_collections.ConfigDict, meta: Dict[str, Any],
               layer_names, *, steps: int, train_examples: int,
               wall_seconds: float) -> Dict[str, Any]:
@@ -273,7 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
 
   # Model, optimizer, state.
   model = config_lib.create_model(config, info.num_classes)
-  neurons = tuple(int(np.prod(s)) for s in model.neuron_shapes(_step_shape(info)))
+  neurons = tuple(int(np.prod(s)) for s in model.neuron_shapes(model.step_shape(info.shape)))
   layer_names = network.default_names(model.layers)
   learning_rate_fn = create_learning_rate_fn(config, steps_per_epoch)
   mesh = sharding.create_mesh()
@@ -402,13 +398,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       checkpoint(last, {k: 0.0 for k in _TRAIN_SUMS}, None)
   finally:
     bar.close()
+    ckpt.close()   # also when training stops early (a non-finite loss, an interrupt)
 
   # Final evaluation: the last parameters, num_keys Poisson draws of the full test split.
   finals = [last_eval] if last_eval is not None else [run_eval(state, ds.test, keys[0])]
   finals += [run_eval(state, ds.test, k) for k in keys[1:]]
   summary = summarize(finals, config, meta, layer_names, steps=total_steps,
                       train_examples=len(ds.train), wall_seconds=wall())
-  ckpt.close()
   if is_main:
     metrics_lib.write_json(os.path.join(workdir, 'summary.json'), summary)
   logging.info('final test accuracy %.4f +- %.4f (%d draws), best %.4f, %.1f s',

@@ -26,11 +26,6 @@ from bntt_jax import network as network_lib
 Array = jax.Array
 
 
-def step_input_shape(model: network_lib.SpikingNetwork, images_shape) -> Tuple[int, ...]:
-  """One example's input at one step: ``[N, ...]`` (``[N, T_in, ...]`` for frames)."""
-  return tuple(images_shape[2:] if model.encoding == 'frames' else images_shape[1:])
-
-
 def map_batches(fn: Callable, arrays: Tuple[np.ndarray, ...], batch_size: int,
                 batch_axis_out: int = 0):
   """Run ``fn(*batch_arrays, ids) -> pytree`` over batches; concatenate the outputs.
@@ -135,7 +130,7 @@ def evaluation_pass(model: network_lib.SpikingNetwork, variables: Mapping, image
     labels: ``[N]`` int.
     key: the Poisson key (draws depend on it and the example index only).
   """
-  step_shape = step_input_shape(model, np.shape(images))
+  step_shape = model.step_shape(np.shape(images)[1:])
   # Every output has the batch as its last axis.
   outs = map_batches(lambda x, ids: eval_batch(model, variables, x, ids, key), (images,),
                      batch_size, batch_axis_out=-1)

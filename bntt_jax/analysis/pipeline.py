@@ -147,7 +147,7 @@ def analyze(model: network_lib.SpikingNetwork, variables: Mapping, images: np.nd
                                     res.input_elements, spiking_input=spiking_input)
     num_spikes = float(spikes_lib.spikes_per_example(
         res.spikes, res.input_spikes if settings.truenorth_include_input else None).mean())
-  costs = energy.layer_costs(model, evaluation.step_input_shape(model, images.shape))
+  costs = energy.layer_costs(model, model.step_shape(images.shape[1:]))
   energy_section = energy.energy_report(
       costs, hidden_rates=rates['rate'] if is_snn else None,
       input_rate=rates['input_rate'] if is_snn else 0.0, spiking_input=spiking_input,
