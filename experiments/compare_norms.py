@@ -41,9 +41,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from bntt_jax import norms as norms_lib
-
 FLAGS = flags.FLAGS
 
 
@@ -79,7 +76,10 @@ def run_one(config, workdir: str, fgsm_epsilon: float, within: float) -> dict:
     summary = train.train_and_evaluate(config, workdir)
   train_s = time.time() - t0
   t0 = time.time()
-  report = analysis_runs.analyze_run(analysis_runs.restore(workdir, []))
+  # The analysis settings of this table, also for a run reused from an earlier command.
+  overrides = [f'analysis.fgsm_epsilons=({fgsm_epsilon},)', 'analysis.pgd_epsilons=()',
+               'analysis.noise_sigmas=()']
+  report = analysis_runs.analyze_run(analysis_runs.restore(workdir, overrides))
   analyse_s = time.time() - t0
   ex, en = report['early_exit'], report['energy']
   acc_k = ex['accuracy_after_k']
@@ -156,6 +156,7 @@ def main(argv):
   from bntt_jax import platform  # pylint: disable=g-import-not-at-top
   platform.configure_xla()
   import ml_collections  # pylint: disable=g-import-not-at-top
+  from bntt_jax import norms as norms_lib  # pylint: disable=g-import-not-at-top
   base = FLAGS.config
   for norm in FLAGS.norms:
     if norm not in norms_lib.NORMS:
