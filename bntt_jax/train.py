@@ -161,6 +161,16 @@ def eval_step(state: TrainState, batch: Dict[str, Array], key: Array, *,
   }
 
 
+def load_data(config: ml_collections.ConfigDict):
+  """``(dataset, mean, std)`` of ``config.data``: the normalisation is the
+  config's ``data.mean``/``data.std`` where given, else the dataset's (``None``
+  for frames, used as they are)."""
+  d = config.data
+  ds = data_lib.load_dataset(d.name, source=d.source, data_dir=d.dir, download=d.download,
+                             split_seed=d.split_seed, options=d.options.to_dict())
+  return ds, tuple(d.mean) or ds.info.mean, tuple(d.std) or ds.info.std
+
+
 def run_keys(seed: int) -> Tuple[Array, Array, Array]:
   """``(init_key, train_key, eval_key)`` of a run (module docstring)."""
   return tuple(jax.random.split(jax.random.PRNGKey(seed), 3))
@@ -250,11 +260,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
 
   # Data.
   d = config.data
-  ds = data_lib.load_dataset(d.name, source=d.source, data_dir=d.dir, download=d.download,
-                             split_seed=d.split_seed, options=d.options.to_dict())
+  ds, mean, std = load_data(config)
   info = ds.info
-  mean = tuple(d.mean) or info.mean
-  std = tuple(d.std) or info.std
   global_batch = config.train.batch_size
   if global_batch > len(ds.train):
     raise ConfigError('batch size', global_batch,

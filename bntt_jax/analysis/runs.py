@@ -87,10 +87,9 @@ def restore(workdir: str, overrides: Sequence[str]) -> Run:
   """
   # pylint: disable=g-import-not-at-top
   from bntt_jax import config_lib
-  from bntt_jax import data as data_lib
   from bntt_jax.analysis import robustness
   from bntt_jax.data import augment
-  from bntt_jax.train import load_run
+  from bntt_jax.train import load_data, load_run
   # pylint: enable=g-import-not-at-top
   config, variables = load_run(workdir)
   config = ml_collections.ConfigDict(config.to_dict())   # unlocked copy
@@ -98,15 +97,11 @@ def restore(workdir: str, overrides: Sequence[str]) -> Run:
     logging.info('%s: no config.analysis; using the defaults of analysis.Settings', workdir)
     config.analysis = analysis_config()
   apply_overrides(config, overrides)
-  d = config.data
-  ds = data_lib.load_dataset(d.name, source=d.source, data_dir=d.dir, download=d.download,
-                             split_seed=d.split_seed, options=d.options.to_dict())
-  info = ds.info
-  model = config_lib.create_model(config, info.num_classes)
-  if info.mean is None:   # frames: used as they are, unbounded
-    mean, std, space = None, None, robustness.InputSpace.model_units()
+  ds, mean, std = load_data(config)   # the normalisation training used
+  model = config_lib.create_model(config, ds.info.num_classes)
+  if ds.info.kind == 'frames':   # event frames: unbounded model units
+    space = robustness.InputSpace.model_units()
   else:
-    mean, std = tuple(d.mean) or info.mean, tuple(d.std) or info.std
     space = robustness.InputSpace(tuple(mean), tuple(std))
   images = augment.normalize(ds.test.x, mean, std)
   return Run(os.path.basename(os.path.normpath(workdir)), config, model, variables, images,
