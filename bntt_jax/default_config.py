@@ -18,7 +18,6 @@ import dataclasses
 import ml_collections
 from ml_collections import config_dict
 
-from bntt_jax.analysis import pipeline as analysis_pipeline
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -86,6 +85,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Settings of `python -m bntt_jax.analyze` (fields of bntt_jax.analysis.Settings:
   # early-exit threshold, energy constants, noise/attack levels in [0, 1] pixel units).
+  # Imported here: `python -m bntt_jax.main` reads this module before it re-executes
+  # itself (bntt_jax.platform), and the analysis pipeline would load JAX.
+  from bntt_jax.analysis import pipeline as analysis_pipeline  # pylint: disable=g-import-not-at-top
   config.analysis = ml_collections.ConfigDict(
       dataclasses.asdict(analysis_pipeline.Settings()))
   return config

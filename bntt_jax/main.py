@@ -16,7 +16,6 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from bntt_jax import checkpoint
 from bntt_jax import config_lib
 from bntt_jax import platform
 from bntt_jax.errors import ConfigError, DataError, NonFiniteLossError
@@ -50,6 +49,8 @@ def main(argv):
   if len(argv) > 1:
     _fail(f'argument {argv[1]!r} is not accepted: flags only (--config=..., --workdir=...)')
   config = FLAGS.config
+  # Imported after run()'s re-exec: it loads JAX.
+  from bntt_jax import checkpoint  # pylint: disable=g-import-not-at-top
   checkpoint.quiet_logs()
   platform.configure_xla()     # before the first JAX computation starts the backend
   try:
