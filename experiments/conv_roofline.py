@@ -25,9 +25,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bntt_jax import platform  # pylint: disable=g-import-not-at-top
 
-VGG9_CONVS = ((32, 3, 64), (32, 64, 64), (16, 64, 128), (16, 128, 128), (8, 128, 256),
-              (8, 256, 256), (8, 256, 256))   # (spatial size, in channels, out channels)
-
 
 def _time(f, *args, reps: int) -> float:
   out = f(*args)
@@ -50,8 +47,10 @@ def main(argv=None) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  jax.config.update('jax_default_matmul_precision', 'highest')
+  platform.set_matmul_precision('highest')
   from experiments.benchmark import _matmul_peak_gflops  # pylint: disable=g-import-not-at-top
+  from bntt_jax import models  # pylint: disable=g-import-not-at-top
+  from bntt_jax.analysis import energy  # pylint: disable=g-import-not-at-top
 
   dtype = jnp.dtype(a.dtype)
 
@@ -69,11 +68,14 @@ def main(argv=None) -> int:
   rng = np.random.default_rng(0)
   total_s = 0.0
   total_gflop = 0.0
-  for i, (size, cin, cout) in enumerate(VGG9_CONVS):
+  convs = [c for c in energy.layer_costs(models.vgg9(num_steps=1), (32, 32, 3))
+           if c.kind == 'conv']
+  for i, c in enumerate(convs):
+    size, cin, cout = c.in_shape[0], c.in_shape[-1], c.out_shape[-1]
     x = jnp.asarray((rng.random((n, size, size, cin)) < 0.2).astype(np.float32), dtype)
     w = jnp.asarray(rng.standard_normal((3, 3, cin, cout)) * 0.05, dtype)
     g = jnp.asarray(rng.standard_normal((n, size, size, cout)), dtype)
-    gflop = 2 * n * size * size * 9 * cin * cout / 1e9
+    gflop = 2 * n * c.flops / 1e9
     row = {'layer': f'conv{i + 1}', 'shape': [n, size, size, cin, cout]}
     for name, f in ops.items():
       if name == 'dx' and i == 0:
