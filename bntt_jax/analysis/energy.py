@@ -143,6 +143,7 @@ def normalised_truenorth(num_spikes: float, num_steps: int, reference_spikes: fl
 
 def energy_report(costs: Sequence[LayerCost], *, hidden_rates: Optional[Sequence[float]],
                   input_rate: float, spiking_input: bool, steps: int, num_spikes: float,
+                  includes_input_spikes: bool,
                   e_mac_pj: float = E_MAC_PJ, e_ac_pj: float = E_AC_PJ,
                   e_dyn: float = TRUENORTH_E_DYN, e_sta: float = TRUENORTH_E_STA,
                   truenorth_reference: Tuple[float, ...] = ()) -> dict:
@@ -156,7 +157,7 @@ def energy_report(costs: Sequence[LayerCost], *, hidden_rates: Optional[Sequence
     spiking_input: the first layer receives spikes.
     steps: time steps run.
     num_spikes: ``#spikes`` per example for TrueNorth (the caller decides
-      whether input spikes are in it).
+      whether input spikes are in it), and ``includes_input_spikes`` says which.
     truenorth_reference: ``(reference #spikes, reference T)`` or ``()``.
   """
   flops = [c.flops for c in costs]
@@ -184,7 +185,8 @@ def energy_report(costs: Sequence[LayerCost], *, hidden_rates: Optional[Sequence
                    e_ac_pj=e_ac_pj)
   tn = {'e_dyn': e_dyn, 'e_sta': e_sta, 'num_spikes': float(num_spikes), 'steps': steps,
         'energy': truenorth_energy(num_spikes, steps, e_dyn, e_sta),
-        'reference': list(truenorth_reference) or None, 'normalised': None}
+        'reference': list(truenorth_reference) or None, 'normalised': None,
+        'includes_input_spikes': bool(includes_input_spikes)}
   if truenorth_reference:
     tn['normalised'] = normalised_truenorth(num_spikes, steps, *truenorth_reference,
                                             e_dyn=e_dyn, e_sta=e_sta)

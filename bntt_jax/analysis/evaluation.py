@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bntt_jax import network as network_lib
+from bntt_jax.analysis import early_exit
 
 Array = jax.Array
 
@@ -93,9 +94,16 @@ class PassResult:
     return float((self.predictions[-1] == self.labels).mean())
 
   def confidence(self, rule: str) -> np.ndarray:
-    if rule not in ('max_prob', 'margin'):
-      raise ValueError(f"confidence rule {rule!r} is not one of ['max_prob', 'margin']")
+    if rule not in early_exit.RULES:
+      raise ValueError(f'confidence rule {rule!r} is not one of {list(early_exit.RULES)}')
     return self.max_prob if rule == 'max_prob' else self.margin
+
+
+def forward(model: network_lib.SpikingNetwork, variables: Mapping, x: Array, ids: Array,
+            key: Array) -> network_lib.SNNOutput:
+  """The evaluation-mode pass every analysis runs: running statistics, the
+  Poisson draws of ``key`` and the examples' ids."""
+  return model.apply(variables, x, train=False, rngs={'poisson': key}, example_ids=ids)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -105,7 +113,7 @@ def eval_batch(model: network_lib.SpikingNetwork, variables: Mapping, x: Array, 
 
   Jitted with the model static: equal models share the compiled function.
   """
-  out = model.apply(variables, x, train=False, rngs={'poisson': key}, example_ids=ids)
+  out = forward(model, variables, x, ids, key)
   k = out.readout.shape[0]
   steps = jnp.arange(1, k + 1, dtype=out.readout.dtype).reshape(-1, 1, 1)
   running = jnp.cumsum(out.readout, axis=0) / steps

@@ -151,11 +151,10 @@ def analyze(model: network_lib.SpikingNetwork, variables: Mapping, images: np.nd
   energy_section = energy.energy_report(
       costs, hidden_rates=rates['rate'] if is_snn else None,
       input_rate=rates['input_rate'] if is_snn else 0.0, spiking_input=spiking_input,
-      steps=steps, num_spikes=num_spikes, e_mac_pj=settings.e_mac_pj,
+      steps=steps, num_spikes=num_spikes,
+      includes_input_spikes=settings.truenorth_include_input, e_mac_pj=settings.e_mac_pj,
       e_ac_pj=settings.e_ac_pj, e_dyn=settings.truenorth_e_dyn, e_sta=settings.truenorth_e_sta,
       truenorth_reference=tuple(settings.truenorth_reference))
-  if energy_section['truenorth'] is not None:
-    energy_section['truenorth']['includes_input_spikes'] = settings.truenorth_include_input
 
   t0 = time.perf_counter()
   exit_section = _early_exit_section(model, variables, res, settings, is_snn)

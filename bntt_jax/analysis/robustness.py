@@ -91,14 +91,10 @@ class InputSpace:
     return jnp.minimum(lo, x), jnp.maximum(hi, x)
 
 
-def _forward(model, variables, x, ids, key):
-  return model.apply(variables, x, train=False, rngs={'poisson': key}, example_ids=ids)
-
-
 def loss_and_logits(model: network_lib.SpikingNetwork, variables: Mapping, x: Array,
                     labels: Array, ids: Array, key: Array) -> Tuple[Array, Array]:
   """Summed cross-entropy of the ``T``-step logits, and the logits ``[B, C]``."""
-  logits = _forward(model, variables, x, ids, key).logits
+  logits = evaluation.forward(model, variables, x, ids, key).logits
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).sum(), logits
 
 
@@ -153,7 +149,7 @@ def pgd(model, variables, x, labels, ids, key, epsilon, space: InputSpace, *, st
     return _project(v + step_ratio * radius * jnp.sign(g), x, radius, lo, hi), broken
 
   v, broken = jax.lax.fori_loop(0, steps, body, (v, jnp.zeros(labels.shape, bool)))
-  final = _forward(model, variables, v, ids, key).logits
+  final = evaluation.forward(model, variables, v, ids, key).logits
   return v, broken | (jnp.argmax(final, -1) != labels)
 
 
@@ -169,7 +165,7 @@ def gaussian_noise(x: Array, ids: Array, key: Array, sigma, space: InputSpace) -
 
 
 def _correct(model, variables, x, y, ids, key):
-  return jnp.argmax(_forward(model, variables, x, ids, key).logits, -1) == y
+  return jnp.argmax(evaluation.forward(model, variables, x, ids, key).logits, -1) == y
 
 
 _STATIC = ('model', 'space')
@@ -190,12 +186,15 @@ def correct_noisy(model, variables, x, y, ids, key, sigma, noise_key, *,
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def correct_fgsm(model, variables, x, y, ids, key, epsilon, *,
+def correct_fgsm(model, variables, x, y, ids, key, epsilons, *,
                  space: InputSpace) -> Tuple[Array, Array]:
-  """``([B]`` correct under FGSM of ``epsilon``, ``[B]`` input gradient non-zero)."""
+  """``([B, E]`` correct under FGSM of each of ``epsilons [E]``, ``[B]`` input
+  gradient non-zero); the gradient, which no epsilon changes, is taken once."""
   g = input_gradient(model, variables, x, y, ids, key)
   nonzero = jnp.any(g.reshape(g.shape[0], -1) != 0, axis=1)
-  return _correct(model, variables, fgsm_step(x, g, epsilon, space), y, ids, key), nonzero
+  ok = jax.lax.map(
+      lambda e: _correct(model, variables, fgsm_step(x, g, e, space), y, ids, key), epsilons)
+  return ok.T, nonzero
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC + ('steps', 'step_ratio'))
@@ -212,8 +211,7 @@ def robustness_report(model: network_lib.SpikingNetwork, variables: Mapping,
                       space: InputSpace, noise_sigmas: Sequence[float] = (),
                       fgsm_epsilons: Sequence[float] = (), pgd_epsilons: Sequence[float] = (),
                       pgd_steps: int = 10, pgd_step_ratio: float = 0.25,
-                      pgd_random_start: bool = False, noise_key: Optional[Array] = None,
-                      start_key: Optional[Array] = None,
+                      pgd_random_start: bool = False,
                       clean_correct: Optional[np.ndarray] = None) -> dict:
   """The report's ``robustness`` section: accuracy under noise and attacks.
 
@@ -223,8 +221,7 @@ def robustness_report(model: network_lib.SpikingNetwork, variables: Mapping,
     space: pixel units (see :class:`InputSpace`).
     noise_sigmas / fgsm_epsilons / pgd_epsilons: pixel units.
     pgd_steps, pgd_step_ratio: PGD iterations and step (fraction of epsilon).
-    pgd_random_start: start PGD at a uniform point in the ball (from ``start_key``).
-    noise_key: the Gaussian noise's key (default: derived from ``key``).
+    pgd_random_start: start PGD at a uniform point in the ball.
     clean_correct: ``[N]`` clean correctness under ``key`` if already known
       (an evaluation pass with the same key and example ids), else evaluated here.
   """
@@ -234,10 +231,9 @@ def robustness_report(model: network_lib.SpikingNetwork, variables: Mapping,
         lambda x, y, ids: fn(model, variables, x, y, ids, key, *args, space=space, **static),
         (images, labels), batch_size)
 
-  if noise_key is None:
-    noise_key = jax.random.fold_in(key, 1)
-  if pgd_random_start and start_key is None:
-    start_key = jax.random.fold_in(key, 2)
+  # The noise and the PGD starts draw from keys of their own, derived from ``key``.
+  noise_key = jax.random.fold_in(key, 1)
+  start_key = jax.random.fold_in(key, 2) if pgd_random_start else None
   if clean_correct is None:
     clean_correct = run(correct_clean)
   clean = float(np.mean(clean_correct))
@@ -257,9 +253,9 @@ def robustness_report(model: network_lib.SpikingNetwork, variables: Mapping,
   for s in noise_sigmas:
     section['gaussian']['accuracy'].append(
         float(np.mean(run(correct_noisy, jnp.float32(s), noise_key))))
-  for e in fgsm_epsilons:
-    ok, nonzero = run(correct_fgsm, jnp.float32(e))
-    section['fgsm']['accuracy'].append(float(np.mean(ok)))
+  if len(fgsm_epsilons):
+    ok, nonzero = run(correct_fgsm, jnp.asarray(fgsm_epsilons, jnp.float32))   # [N, E], [N]
+    section['fgsm']['accuracy'] = [float(a) for a in np.mean(ok, axis=0)]
     section['gradient_nonzero_fraction'] = float(np.mean(nonzero))
   for e in pgd_epsilons:
     ok = run(correct_pgd, jnp.float32(e), start_key, steps=pgd_steps, step_ratio=pgd_step_ratio)
