@@ -12,7 +12,10 @@ on CPU, the device's peak bytes in use on GPU/TPU), ``model_gflop_per_img``
 ``achieved_gflops``, ``matmul_peak_gflops`` (a 4096^2 f32 matmul measured on
 the same device) and its fraction. With ``--peer`` the snnTorch model of
 ``experiments/peer_snntorch.py`` is run the same way in its own process
-(``--peer-python`` must have torch and snntorch) and a ratio line follows; the peer
+(``--peer-python`` must have torch and snntorch), before ours, and a ratio line
+follows (:func:`ratio_record`); ``--repeats=N`` alternates peer and ours N
+times and the ratio line compares medians, so that a slow spell of a shared
+machine does not decide the comparison. The peer
 runs in float32 (TF32 off on GPU) beside our float32 rows and under
 ``torch.autocast(bfloat16)`` beside our bfloat16 rows (``peer_precision``).
 Both run with glibc's huge-page tunable, as ``python -m bntt_jax.main`` does
@@ -155,6 +158,29 @@ def _subprocess_json(cmd: list[str], env=None) -> dict | None:
   return None
 
 
+def ratio_record(ours: list, peers: list, **labels) -> dict:
+  """The line comparing our runs of one configuration with the peer's.
+
+  ``ours[i]`` and ``peers[i]`` are repeat ``i``'s records (None where that run failed).
+  Throughput: the ratio of the two medians, and each repeat's own ratio (ours / the peer run
+  just before it). Memory: the ratio of the two maxima (each run's peak is its process's).
+  """
+  import statistics  # pylint: disable=g-import-not-at-top
+  pairs = list(zip(ours, peers))
+  ours, peers = [o for o in ours if o], [p for p in peers if p]
+  med = lambda recs: statistics.median(r['img_per_s'] for r in recs)
+  peak = lambda recs: max(r['peak_mem_mb'] for r in recs)
+  return {
+      'ratio': f'bntt_jax/{peers[0]["peer"]}', **labels,
+      'peer_precision': peers[0]['precision'], 'runs': len(ours), 'peer_runs': len(peers),
+      'img_per_s': round(med(ours), 2), 'peer_img_per_s': round(med(peers), 2),
+      'img_per_s_ratio': round(med(ours) / med(peers), 3),
+      'img_per_s_ratio_per_repeat': [round(o['img_per_s'] / p['img_per_s'], 3)
+                                     for o, p in pairs if o and p],
+      'peak_mem_ratio': round(peak(ours) / max(peak(peers), 1), 3),
+  }
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--batch', default='16', help='comma-separated batch sizes')
@@ -163,12 +189,16 @@ def main(argv=None) -> int:
   p.add_argument('--precision', default='float32', help='comma-separated: float32, bfloat16')
   p.add_argument('--remat', default='false', help='comma-separated: false, true')
   p.add_argument('--steps', type=int, default=3, help='timed steps after one warm-up')
+  p.add_argument('--repeats', type=int, default=1,
+                 help='runs of each configuration, alternating with the peer\'s')
   p.add_argument('--peer', action='store_true', help='also run the snnTorch peer')
   p.add_argument('--peer-python', default=sys.executable,
                  help='python with torch and snntorch for the peer')
   p.add_argument('--no-matmul-peak', action='store_true')
   p.add_argument('--one', action='store_true', help=argparse.SUPPRESS)   # child mode
   args = p.parse_args(argv)
+  if args.repeats < 1:
+    p.error(f'--repeats={args.repeats}: must be at least 1')
 
   if args.one:   # one configuration in this process
     rec = run_ours(int(args.batch), int(args.timesteps), args.schedule, args.precision,
@@ -188,36 +218,37 @@ def main(argv=None) -> int:
   # Our runs get the huge-page tunable that `python -m bntt_jax.main` uses (bntt_jax.platform).
   env = platform.cpu_tunables_env(
       dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', '')))
+  configs = [(s, r) for s in split(args.schedule) for r in split(args.remat)]
   for b in split(args.batch):
     for t in split(args.timesteps):
       for prec in split(args.precision):
-        peer = None
-        if args.peer:
-          # The peer runs with the same environment (huge-page tunable included), in float32
-          # (TF32 off) for our float32 rows and under torch.autocast for our bfloat16 rows.
-          peer = _subprocess_json([args.peer_python, os.path.join(HERE, 'peer_snntorch.py'), b,
-                                   t, str(args.steps), prec], env)
-          if peer:
-            print(json.dumps(peer), flush=True)
-        for sched in split(args.schedule):
-          for remat in split(args.remat):
+        # Ours and the peer alternate, repeat after repeat, so that a slow spell of the
+        # machine falls on both; the ratio line compares their medians.
+        peers, ours = [], {c: [] for c in configs}
+        for _ in range(args.repeats):
+          if args.peer:
+            # The peer runs with the same environment (huge-page tunable included), in float32
+            # (TF32 off) for our float32 rows and under torch.autocast for our bfloat16 rows.
+            peer = _subprocess_json([args.peer_python, os.path.join(HERE, 'peer_snntorch.py'),
+                                     b, t, str(args.steps), prec], env)
+            peers.append(peer)
+            if peer:
+              print(json.dumps(peer), flush=True)
+          for sched, remat in configs:
             cmd = [sys.executable, os.path.abspath(__file__), '--one', f'--batch={b}',
                    f'--timesteps={t}', f'--schedule={sched}', f'--precision={prec}',
                    f'--remat={remat}', f'--steps={args.steps}']
             if args.no_matmul_peak:
               cmd.append('--no-matmul-peak')
             rec = _subprocess_json(cmd, env)
-            if rec is None:
-              continue
-            print(json.dumps(rec), flush=True)
-            if peer:
-              print(json.dumps({
-                  'ratio': f'bntt_jax/{peer["peer"]}', 'batch': int(b), 'timesteps': int(t),
-                  'schedule': sched, 'precision': prec, 'peer_precision': peer['precision'],
-                  'remat': remat == 'true',
-                  'img_per_s_ratio': round(rec['img_per_s'] / peer['img_per_s'], 3),
-                  'peak_mem_ratio': round(rec['peak_mem_mb'] / max(peer['peak_mem_mb'], 1), 3),
-              }), flush=True)
+            ours[sched, remat].append(rec)
+            if rec is not None:
+              print(json.dumps(rec), flush=True)
+        for (sched, remat), recs in ours.items():
+          if any(recs) and any(peers):
+            print(json.dumps(ratio_record(recs, peers, batch=int(b), timesteps=int(t),
+                                          schedule=sched, precision=prec,
+                                          remat=remat == 'true')), flush=True)
   return 0
 
 
