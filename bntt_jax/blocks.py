@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from bntt_jax import neurons as neurons_lib
 from bntt_jax import norms as norms_lib
+from bntt_jax import sparse_conv
 
 Array = jax.Array
 
@@ -95,6 +96,10 @@ class SpikingBlock(nn.Module):
     neuron: ``LIFParams`` or the string ``relu`` (ANN twin).
     dtype: compute dtype of the synaptic op (None: the input's); the norm's
       statistics and the membrane stay in float32 or wider.
+    sparse_input: the input is spikes (the unpooled output of a spiking
+      layer): a float32 3x3 convolution then runs event-driven where
+      :func:`bntt_jax.sparse_conv.available` (same parameters, same result up
+      to float32 rounding).
   """
   spec: LayerSpec
   num_steps: int
@@ -103,10 +108,13 @@ class SpikingBlock(nn.Module):
   neuron: Any = neurons_lib.LIFParams()
   dtype: Any = None
   kernel_init: Any = reference_init
+  sparse_input: bool = False
 
   def setup(self):
     s = self.spec
-    if s.kind == 'conv':
+    if s.kind == 'conv' and self.sparse_input and s.kernel_size == 3 and self.dtype is None:
+      self.synapse = SpikeConv3x3(s.features, kernel_init=self.kernel_init)
+    elif s.kind == 'conv':
       self.synapse = nn.Conv(s.features, (s.kernel_size, s.kernel_size), padding='SAME',
                              use_bias=False, kernel_init=self.kernel_init, dtype=self.dtype)
     else:
@@ -144,6 +152,21 @@ class SpikingBlock(nn.Module):
     else:
       u, s = neurons_lib.lif_step(u, i.astype(u.dtype), self.neuron)
     return u, avg_pool(s, self.spec.pool), _count(s, 1)
+
+
+class SpikeConv3x3(nn.Module):
+  """``nn.Conv(features, (3, 3), padding='SAME', use_bias=False)`` (the same parameter) for a
+  spike input: event-driven (:mod:`bntt_jax.sparse_conv`) where available, else XLA's."""
+  features: int
+  kernel_init: Any = reference_init
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param('kernel', self.kernel_init, (3, 3, x.shape[-1], self.features))
+    if (x.dtype == jnp.float32 and sparse_conv.supports(x.shape, kernel.shape, x.dtype)
+        and sparse_conv.available()):
+      return sparse_conv.conv3x3(x, kernel)
+    return sparse_conv.dense_conv3x3(x, kernel)
 
 
 def _count(s: Array, lead: int) -> Array:

@@ -40,6 +40,7 @@ Array = jax.Array
 
 SCHEDULES = ('layer', 'step')
 ENCODINGS = ('poisson', 'direct', 'frames')
+SPARSE_CONV = ('auto', 'off')
 
 
 @flax.struct.dataclass
@@ -88,6 +89,9 @@ class SpikingNetwork(nn.Module):
     unroll: ``lax.scan`` unroll factor of the ``step`` schedule.
     dtype: compute dtype of the synaptic ops (None: float32 params' dtype).
     remat: rematerialise each block (layer) or each step (step) in backward.
+    sparse_conv: ``auto``: a 3x3 convolution whose input is an unpooled
+      spiking layer's output runs event-driven where it can
+      (:mod:`bntt_jax.sparse_conv`); ``off``: XLA's convolutions only.
   """
   layers: Tuple[blocks_lib.LayerSpec, ...]
   num_classes: int
@@ -101,6 +105,7 @@ class SpikingNetwork(nn.Module):
   unroll: int = 1
   dtype: Any = None
   remat: bool = False
+  sparse_conv: str = 'auto'
 
   def setup(self):
     if self.schedule not in SCHEDULES:
@@ -109,12 +114,15 @@ class SpikingNetwork(nn.Module):
       raise ValueError(f'encoding {self.encoding!r} is not one of {ENCODINGS}')
     if self.num_steps < 1:
       raise ValueError(f'num_steps {self.num_steps} is not accepted: it must be >= 1')
+    if self.sparse_conv not in SPARSE_CONV:
+      raise ValueError(f'sparse_conv {self.sparse_conv!r} is not one of {SPARSE_CONV}')
     block = nn.remat(blocks_lib.SpikingBlock, static_argnums=(2,)) if (
         self.remat and self.schedule == 'layer') else blocks_lib.SpikingBlock
     names = default_names(self.layers)
     self.blocks = [
         block(spec, self.num_steps, self.norm, self.norm_kwargs, self.neuron, self.dtype,
-              name=name) for spec, name in zip(self.layers, names)]
+              sparse_input=sp and self.sparse_conv == 'auto', name=name)
+        for spec, name, sp in zip(self.layers, names, self.spike_inputs())]
     self.fc_out = nn.Dense(self.num_classes, use_bias=False,
                            kernel_init=blocks_lib.reference_init, dtype=self.dtype)
 
@@ -126,6 +134,12 @@ class SpikingNetwork(nn.Module):
     """One step's input for one example, from one example's shape (no batch
     axis): frames ``(T_in, ...)`` drop their time axis, static inputs are as given."""
     return tuple(example_shape[1:] if self.encoding == 'frames' else example_shape)
+
+  def spike_inputs(self) -> Tuple[bool, ...]:
+    """Per hidden layer, whether its input is spikes: the unpooled output of a spiking layer
+    (where ``sparse_conv='auto'`` makes a 3x3 convolution event-driven)."""
+    return tuple(i > 0 and self.layers[i - 1].pool == 1 and self.neuron != 'relu'
+                 for i in range(len(self.layers)))
 
   def neuron_shapes(self, step_input_shape: Tuple[int, ...]) -> Tuple[Tuple[int, ...], ...]:
     """Per hidden layer, the neuron shape of one example, from one step's input shape."""

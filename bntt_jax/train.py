@@ -48,6 +48,7 @@ from bntt_jax import metrics as metrics_lib
 from bntt_jax import network
 from bntt_jax import optim
 from bntt_jax import sharding
+from bntt_jax import sparse_conv
 from bntt_jax.data import pipeline
 from bntt_jax.errors import ConfigError, NonFiniteLossError
 
@@ -278,6 +279,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   model = config_lib.create_model(config, info.num_classes)
   neurons = tuple(int(np.prod(s)) for s in model.neuron_shapes(model.step_shape(info.shape)))
   layer_names = network.default_names(model.layers)
+  if config.model.sparse_conv == 'auto' and any(
+      sp and spec.kind == 'conv' for sp, spec in zip(model.spike_inputs(), model.layers)):
+    logging.info('event-driven convolutions: %s', 'on' if sparse_conv.available() else
+                 f'off ({sparse_conv.unavailable_reason()})')
   learning_rate_fn = create_learning_rate_fn(config, steps_per_epoch)
   mesh = sharding.create_mesh()
   repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)

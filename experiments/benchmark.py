@@ -72,7 +72,8 @@ def _matmul_peak_gflops(dtype) -> float:
   return 2 * n**3 / best / 1e9
 
 
-def build_train_step(batch: int, timesteps: int, schedule: str, precision: str, remat: bool):
+def build_train_step(batch: int, timesteps: int, schedule: str, precision: str, remat: bool,
+                     sparse_conv: str = 'auto'):
   """The benchmark's jitted training step and its first state: ``(step, state)``,
   ``step(state, key) -> (state, loss)`` (state donated). Call after
   ``platform.configure_xla()``."""
@@ -84,7 +85,8 @@ def build_train_step(batch: int, timesteps: int, schedule: str, precision: str, 
   platform.set_matmul_precision('highest' if precision == 'float32' else 'default')
 
   dtype = {'float32': None, 'bfloat16': jnp.bfloat16}[precision]
-  model = models.vgg9(num_steps=timesteps, schedule=schedule, dtype=dtype, remat=remat)
+  model = models.vgg9(num_steps=timesteps, schedule=schedule, dtype=dtype, remat=remat,
+                      sparse_conv=sparse_conv)
   rng = np.random.RandomState(0)
   x = jnp.asarray(rng.uniform(-1, 1, (batch, 32, 32, 3)).astype(np.float32))
   y = jnp.asarray(rng.randint(0, 10, batch))
@@ -110,7 +112,7 @@ def build_train_step(batch: int, timesteps: int, schedule: str, precision: str, 
 
 
 def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: bool,
-             steps: int, matmul_peak: bool) -> dict:
+             steps: int, matmul_peak: bool, sparse_conv: str = 'auto') -> dict:
   """One configuration, in this process. Returns the JSON record."""
   from bntt_jax import platform  # pylint: disable=g-import-not-at-top
   platform.configure_xla()
@@ -118,7 +120,8 @@ def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: b
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  step, state = build_train_step(batch, timesteps, schedule, precision, remat)
+  step, state = build_train_step(batch, timesteps, schedule, precision, remat, sparse_conv)
+  from bntt_jax import sparse_conv as sparse_lib  # pylint: disable=g-import-not-at-top
   t0 = time.perf_counter()
   state, loss = step(state, jax.random.PRNGKey(1))
   loss.block_until_ready()
@@ -135,6 +138,8 @@ def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: b
       'impl': 'bntt_jax', 'backend': jax.devices()[0].platform,
       'device': jax.devices()[0].device_kind, 'batch': batch, 'timesteps': timesteps,
       'schedule': schedule, 'precision': precision, 'remat': remat,
+      'sparse_conv': ('off' if sparse_conv == 'off' else 'on' if sparse_lib.available() else
+                      f'off (unavailable: {sparse_lib.unavailable_reason()})'),
       'step_s': round(step_s, 4), 'step_s_min': round(min(times), 4),
       'img_per_s': round(batch / step_s, 2), 'peak_mem_mb': _peak_mem_mb(),
       'compile_s': round(compile_s, 1), 'loss': round(float(loss), 4),
@@ -188,6 +193,8 @@ def main(argv=None) -> int:
   p.add_argument('--schedule', default='layer', help='comma-separated: layer, step')
   p.add_argument('--precision', default='float32', help='comma-separated: float32, bfloat16')
   p.add_argument('--remat', default='false', help='comma-separated: false, true')
+  p.add_argument('--sparse-conv', default='auto',
+                 help='comma-separated: auto (event-driven convolutions where possible), off')
   p.add_argument('--steps', type=int, default=3, help='timed steps after one warm-up')
   p.add_argument('--repeats', type=int, default=1,
                  help='runs of each configuration, alternating with the peer\'s')
@@ -202,7 +209,7 @@ def main(argv=None) -> int:
 
   if args.one:   # one configuration in this process
     rec = run_ours(int(args.batch), int(args.timesteps), args.schedule, args.precision,
-                   args.remat == 'true', args.steps, not args.no_matmul_peak)
+                   args.remat == 'true', args.steps, not args.no_matmul_peak, args.sparse_conv)
     print(json.dumps(rec), flush=True)
     return 0
 
@@ -213,12 +220,16 @@ def main(argv=None) -> int:
   for v in split(args.precision):
     if v not in ('float32', 'bfloat16'):
       p.error(f'precision {v!r} is not one of float32, bfloat16')
+  for v in split(args.sparse_conv):
+    if v not in ('auto', 'off'):
+      p.error(f'sparse-conv {v!r} is not one of auto, off')
   sys.path.insert(0, ROOT)
   from bntt_jax import platform  # pylint: disable=g-import-not-at-top
   # Our runs get the huge-page tunable that `python -m bntt_jax.main` uses (bntt_jax.platform).
   env = platform.cpu_tunables_env(
       dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', '')))
-  configs = [(s, r) for s in split(args.schedule) for r in split(args.remat)]
+  configs = [(s, r, c) for s in split(args.schedule) for r in split(args.remat)
+             for c in split(args.sparse_conv)]
   for b in split(args.batch):
     for t in split(args.timesteps):
       for prec in split(args.precision):
@@ -234,21 +245,22 @@ def main(argv=None) -> int:
             peers.append(peer)
             if peer:
               print(json.dumps(peer), flush=True)
-          for sched, remat in configs:
+          for sched, remat, sparse in configs:
             cmd = [sys.executable, os.path.abspath(__file__), '--one', f'--batch={b}',
                    f'--timesteps={t}', f'--schedule={sched}', f'--precision={prec}',
-                   f'--remat={remat}', f'--steps={args.steps}']
+                   f'--remat={remat}', f'--sparse-conv={sparse}', f'--steps={args.steps}']
             if args.no_matmul_peak:
               cmd.append('--no-matmul-peak')
             rec = _subprocess_json(cmd, env)
-            ours[sched, remat].append(rec)
+            ours[sched, remat, sparse].append(rec)
             if rec is not None:
               print(json.dumps(rec), flush=True)
-        for (sched, remat), recs in ours.items():
+        for (sched, remat, sparse), recs in ours.items():
           if any(recs) and any(peers):
             print(json.dumps(ratio_record(recs, peers, batch=int(b), timesteps=int(t),
                                           schedule=sched, precision=prec,
-                                          remat=remat == 'true')), flush=True)
+                                          remat=remat == 'true', sparse_conv=sparse)),
+                  flush=True)
   return 0
 
 

@@ -70,6 +70,7 @@ def _bad(**changes):
     ({'train__optimizer': 'lamb'}, "optimizer 'lamb' is not accepted: one of sgd, adam, adamw"),
     ({'eval__timesteps': 11}, 'eval timesteps 11 is not accepted: an integer in 1..10'),
     ({'model__norm': 'bn', 'model__schedule': 'step'}, "schedule for norm bn 'step'"),
+    ({'model__sparse_conv': 'on'}, "sparse_conv 'on' is not accepted: one of auto, off"),
 ])
 def test_validate_names_the_bad_value(changes, message):
   with pytest.raises(ConfigError) as e:
@@ -96,3 +97,5 @@ def test_model_arguments_map_one_to_one_onto_create_model():
   assert kw['num_steps'] == config.model.timesteps and kw['num_classes'] == 10
   model = config_lib.create_model(config, 10)
   assert model.num_steps == config.model.timesteps and model.norm == 'bntt'
+  config.model.sparse_conv = 'off'
+  assert config_lib.create_model(config, 10).sparse_conv == 'off'

@@ -1,0 +1,273 @@
+// Event-driven 3x3 'SAME' convolutions for XLA:CPU (see bntt_jax/sparse_conv.py).
+//
+// x [N, H, W, C] (mostly zeros: spikes), w [3, 3, C, D], dy [N, H, W, D], all float32, row-major.
+// Both kernels list each pixel's nonzero input channels, one sample at a time, and touch only
+// those (adds alone when every nonzero is 1, as spikes are):
+//   forward  y[p, :]      = sum_{tap, c: x[p + tap, c] != 0} x[p + tap, c] * w[tap, c, :]
+//   weights  dw[tap, c, :] = sum_{p: x[p + tap, c] != 0} x[p + tap, c] * dy[p, :]
+// The forward accumulates 64 output channels in registers per output pixel; the weight gradient
+// scatters into a fixed number of partial copies of dw and adds them in a fixed order, so both
+// are deterministic. Requires AVX-512F, C % 16 == 0 and D % 64 == 0 (the Python side checks;
+// it uses XLA's convolution otherwise).
+#ifndef __AVX512F__
+#error "bntt_jax sparse convolutions need AVX-512F"
+#endif
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int kBlock = 64;  // output channels per register block (4 x 16 floats)
+
+struct Shape {
+  int64_t n, h, w, c, d;
+};
+
+int NumThreads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+
+// f(item, thread) for every item in [0, n), handed out to the threads as they become free: XLA
+// may run other work on the same cores meanwhile, and a static split would leave a thread that
+// lost its core the last to finish. Each item is done whole by one thread, so results do not
+// depend on the scheduling.
+template <typename F>
+void ParallelFor(int64_t n, F&& f) {
+  int threads = static_cast<int>(std::min<int64_t>(NumThreads(), std::max<int64_t>(n, 1)));
+  std::atomic<int64_t> next{0};
+  auto work = [&](int t) {
+    for (int64_t i; (i = next.fetch_add(1)) < n;) f(i, t);
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
+  work(0);
+  for (auto& th : pool) th.join();
+}
+
+// 64-byte aligned float storage: a 16-float row then never straddles two cache lines.
+struct Aligned {
+  std::unique_ptr<float, decltype(&std::free)> p{nullptr, &std::free};
+  Aligned() = default;
+  explicit Aligned(int64_t n)
+      : p(n > 0 ? static_cast<float*>(std::aligned_alloc(64, (n * 4 + 63) / 64 * 64)) : nullptr,
+          &std::free) {}
+  float* get() const { return p.get(); }
+};
+
+// The nonzero channels of each pixel of one sample: idx[q * c + k] (value val[q * c + k], or 1
+// when `binary`) for k < cnt[q]. One per thread, reused from sample to sample.
+struct SampleLists {
+  std::vector<uint16_t> idx, cnt;
+  std::vector<float> val;
+  bool binary = true;
+
+  void Build(const float* x, int64_t pixels, int64_t c) {
+    idx.resize(pixels * c);
+    cnt.resize(pixels);
+    const __m512 one = _mm512_set1_ps(1.f);
+    binary = true;
+    for (int64_t q = 0; q < pixels; ++q) {
+      const float* xq = x + q * c;
+      uint16_t* iq = idx.data() + q * c;
+      int k = 0;
+      for (int64_t ch = 0; ch < c; ch += 16) {
+        __m512 v = _mm512_loadu_ps(xq + ch);
+        __mmask16 m = _mm512_cmpneq_ps_mask(v, _mm512_setzero_ps());
+        binary &= _mm512_mask_cmpneq_ps_mask(m, v, one) == 0;
+        while (m) {
+          iq[k++] = static_cast<uint16_t>(ch + __builtin_ctz(m));
+          m &= m - 1;
+        }
+      }
+      cnt[q] = static_cast<uint16_t>(k);
+    }
+    if (!binary) {
+      val.resize(pixels * c);
+      for (int64_t q = 0; q < pixels; ++q)
+        for (int k = 0; k < cnt[q]; ++k) val[q * c + k] = x[q * c + idx[q * c + k]];
+    }
+  }
+};
+
+// y[n] for one sample n: 64 output channels at a time, accumulated in registers.
+template <bool kBinary>
+void ForwardSample(const SampleLists& l, const float* w, float* y, const Shape& s) {
+  const int64_t h = s.h, wd = s.w, c = s.c, d = s.d;
+  for (int64_t i = 0; i < h; ++i)
+    for (int64_t db = 0; db < d; db += kBlock)
+      for (int64_t j = 0; j < wd; ++j) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int di = -1; di <= 1; ++di) {
+          const int64_t ii = i + di;
+          if (ii < 0 || ii >= h) continue;
+          for (int dj = -1; dj <= 1; ++dj) {
+            const int64_t jj = j + dj;
+            if (jj < 0 || jj >= wd) continue;
+            const int64_t q = ii * wd + jj;
+            const uint16_t* iq = l.idx.data() + q * c;
+            const float* vq = kBinary ? nullptr : l.val.data() + q * c;
+            const float* wt = w + ((di + 1) * 3 + (dj + 1)) * c * d + db;
+            for (int k = 0, K = l.cnt[q]; k < K; ++k) {
+              const float* r = wt + static_cast<int64_t>(iq[k]) * d;
+              if constexpr (kBinary) {
+                a0 = _mm512_add_ps(a0, _mm512_loadu_ps(r));
+                a1 = _mm512_add_ps(a1, _mm512_loadu_ps(r + 16));
+                a2 = _mm512_add_ps(a2, _mm512_loadu_ps(r + 32));
+                a3 = _mm512_add_ps(a3, _mm512_loadu_ps(r + 48));
+              } else {
+                const __m512 v = _mm512_set1_ps(vq[k]);
+                a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r), a0);
+                a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r + 16), a1);
+                a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r + 32), a2);
+                a3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r + 48), a3);
+              }
+            }
+          }
+        }
+        float* o = y + (i * wd + j) * d + db;
+        _mm512_storeu_ps(o, a0);
+        _mm512_storeu_ps(o + 16, a1);
+        _mm512_storeu_ps(o + 32, a2);
+        _mm512_storeu_ps(o + 48, a3);
+      }
+}
+
+void Forward(const float* x, const float* w, float* y, const Shape& s) {
+  std::vector<SampleLists> lists(NumThreads());
+  const int64_t pixels = s.h * s.w;
+  ParallelFor(s.n, [&](int64_t n, int t) {
+    SampleLists& l = lists[t];
+    l.Build(x + n * pixels * s.c, pixels, s.c);
+    if (l.binary) ForwardSample<true>(l, w, y + n * pixels * s.d, s);
+    else ForwardSample<false>(l, w, y + n * pixels * s.d, s);
+  });
+}
+
+// acc[tap, c, db:db+64] += x[n, q + tap, c] * dy[n, q, db:db+64] over one sample's nonzeros.
+template <bool kBinary>
+void WeightGradSample(const SampleLists& l, const float* dy, float* acc, int64_t db,
+                      const Shape& s) {
+  const int64_t h = s.h, wd = s.w, c = s.c, d = s.d;
+  for (int64_t i = 0; i < h; ++i)
+    for (int64_t j = 0; j < wd; ++j) {
+      const float* g = dy + (i * wd + j) * d + db;
+      const __m512 g0 = _mm512_loadu_ps(g), g1 = _mm512_loadu_ps(g + 16),
+                   g2 = _mm512_loadu_ps(g + 32), g3 = _mm512_loadu_ps(g + 48);
+      for (int di = -1; di <= 1; ++di) {
+        const int64_t ii = i + di;
+        if (ii < 0 || ii >= h) continue;
+        for (int dj = -1; dj <= 1; ++dj) {
+          const int64_t jj = j + dj;
+          if (jj < 0 || jj >= wd) continue;
+          const int64_t q = ii * wd + jj;
+          const uint16_t* iq = l.idx.data() + q * c;
+          const float* vq = kBinary ? nullptr : l.val.data() + q * c;
+          float* at = acc + ((di + 1) * 3 + (dj + 1)) * c * d + db;
+          for (int k = 0, K = l.cnt[q]; k < K; ++k) {
+            float* r = at + static_cast<int64_t>(iq[k]) * d;
+            if constexpr (kBinary) {
+              _mm512_storeu_ps(r, _mm512_add_ps(g0, _mm512_loadu_ps(r)));
+              _mm512_storeu_ps(r + 16, _mm512_add_ps(g1, _mm512_loadu_ps(r + 16)));
+              _mm512_storeu_ps(r + 32, _mm512_add_ps(g2, _mm512_loadu_ps(r + 32)));
+              _mm512_storeu_ps(r + 48, _mm512_add_ps(g3, _mm512_loadu_ps(r + 48)));
+            } else {
+              const __m512 v = _mm512_set1_ps(vq[k]);
+              _mm512_storeu_ps(r, _mm512_fmadd_ps(v, g0, _mm512_loadu_ps(r)));
+              _mm512_storeu_ps(r + 16, _mm512_fmadd_ps(v, g1, _mm512_loadu_ps(r + 16)));
+              _mm512_storeu_ps(r + 32, _mm512_fmadd_ps(v, g2, _mm512_loadu_ps(r + 32)));
+              _mm512_storeu_ps(r + 48, _mm512_fmadd_ps(v, g3, _mm512_loadu_ps(r + 48)));
+            }
+          }
+        }
+      }
+    }
+}
+
+// The samples are split into kChunks fixed ranges, each summed into its own copy of dw (an item
+// is one range and one block of 64 output channels, block-major so that the threads share one
+// block at a time, which stays in cache); the copies are then added in a fixed order. The result
+// is the same whatever the number of threads and the order they take the items in.
+constexpr int64_t kChunks = 8;
+
+void WeightGrad(const float* x, const float* dy, float* dw, const Shape& s) {
+  const int64_t size = 9 * s.c * s.d, pixels = s.h * s.w;
+  const int64_t chunks = std::min(kChunks, s.n), blocks = s.d / kBlock;
+  std::vector<Aligned> acc(chunks);
+  for (auto& a : acc) {
+    a = Aligned(size);
+    std::memset(a.get(), 0, size * sizeof(float));
+  }
+  std::vector<SampleLists> lists(NumThreads());
+  ParallelFor(chunks * blocks, [&](int64_t item, int t) {
+    const int64_t db = item / chunks * kBlock, chunk = item % chunks;
+    SampleLists& l = lists[t];
+    for (int64_t n = s.n * chunk / chunks; n < s.n * (chunk + 1) / chunks; ++n) {
+      l.Build(x + n * pixels * s.c, pixels, s.c);
+      if (l.binary) WeightGradSample<true>(l, dy + n * pixels * s.d, acc[chunk].get(), db, s);
+      else WeightGradSample<false>(l, dy + n * pixels * s.d, acc[chunk].get(), db, s);
+    }
+  });
+  const int64_t grain = 1 << 14;
+  ParallelFor((size + grain - 1) / grain, [&](int64_t b, int) {
+    for (int64_t i = b * grain; i < std::min(size, (b + 1) * grain); ++i) {
+      float sum = 0.f;
+      for (const auto& a : acc) sum += a.get()[i];
+      dw[i] = sum;
+    }
+  });
+}
+
+ffi::Error CheckShapes(const Shape& s) {
+  if (s.c % 16 || s.d % kBlock || s.c > 65535)
+    return ffi::Error::InvalidArgument("sparse conv: channels must be C % 16 == 0, D % 64 == 0");
+  return ffi::Error::Success();
+}
+
+ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
+                       ffi::ResultBuffer<ffi::F32> y) {
+  auto xd = x.dimensions(), wd = w.dimensions();
+  if (xd.size() != 4 || wd.size() != 4 || wd[0] != 3 || wd[1] != 3 || wd[2] != xd[3])
+    return ffi::Error::InvalidArgument("sparse conv: x [N,H,W,C] and w [3,3,C,D] expected");
+  Shape s{xd[0], xd[1], xd[2], xd[3], wd[3]};
+  if (auto e = CheckShapes(s); e.failure()) return e;
+  const float* wp = w.typed_data();
+  Aligned copy(reinterpret_cast<uintptr_t>(wp) % 64 ? 9 * s.c * s.d : 0);
+  if (copy.get()) wp = static_cast<const float*>(std::memcpy(copy.get(), wp, 9 * s.c * s.d * 4));
+  Forward(x.typed_data(), wp, y->typed_data(), s);
+  return ffi::Error::Success();
+}
+
+ffi::Error WeightGradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
+                          ffi::ResultBuffer<ffi::F32> dw) {
+  auto xd = x.dimensions(), gd = dy.dimensions();
+  if (xd.size() != 4 || gd.size() != 4 || gd[0] != xd[0] || gd[1] != xd[1] || gd[2] != xd[2])
+    return ffi::Error::InvalidArgument("sparse conv: x [N,H,W,C] and dy [N,H,W,D] expected");
+  Shape s{xd[0], xd[1], xd[2], xd[3], gd[3]};
+  if (auto e = CheckShapes(s); e.failure()) return e;
+  WeightGrad(x.typed_data(), dy.typed_data(), dw->typed_data(), s);
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(BnttSparseConvForward, ForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(BnttSparseConvWeightGrad, WeightGradImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());

@@ -1,0 +1,133 @@
+"""Event-driven convolutions (bntt_jax.sparse_conv) equal XLA's dense ones, in a network too."""
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bntt_jax import blocks
+from bntt_jax import models
+from bntt_jax import sparse_conv
+
+
+def _needs_kernels():
+  """Skip where the kernels cannot exist (no AVX-512, no compiler); elsewhere they must build."""
+  with open('/proc/cpuinfo') as f:
+    if ' avx512f' not in f.read():
+      pytest.skip('the CPU has no AVX-512F')
+  if not shutil.which(os.environ.get('CXX', 'g++')):
+    pytest.skip('no C++ compiler')
+  assert sparse_conv.available(), sparse_conv.unavailable_reason()
+
+
+def _operands(rng, n, h, w, c, d, density, values=(1.0,)):
+  x = (rng.random((n, h, w, c)) < density) * rng.choice(values, (n, h, w, c))
+  return (jnp.asarray(x, jnp.float32),
+          jnp.asarray(rng.standard_normal((3, 3, c, d)), jnp.float32),
+          jnp.asarray(rng.standard_normal((n, h, w, d)), jnp.float32))
+
+
+@pytest.mark.parametrize('shape,density,values', [
+    ((2, 5, 7, 16, 64), 0.3, (1.0,)),             # spikes; odd sizes: every border case
+    ((3, 8, 8, 32, 128), 0.25, (1.0,)),
+    ((2, 6, 4, 16, 64), 0.5, (0.25, 0.5, -1.0)),  # any values (pooled spikes, signed input)
+    ((2, 4, 4, 16, 64), 0.0, (1.0,)),             # no spikes at all
+    ((1, 3, 3, 16, 64), 1.0, (1.0,)),             # all spikes
+])
+def test_forward_and_gradients_equal_dense_convolution(shape, density, values):
+  _needs_kernels()
+  x, w, g = _operands(np.random.default_rng(0), *shape, density, values)
+  ys, vjp_s = jax.vjp(jax.jit(sparse_conv.conv3x3), x, w)
+  yd, vjp_d = jax.vjp(sparse_conv.dense_conv3x3, x, w)
+  dx_s, dw_s = vjp_s(g)
+  dx_d, dw_d = vjp_d(g)
+  scale = lambda a: 1e-5 * max(1.0, float(jnp.max(jnp.abs(a))))
+  np.testing.assert_allclose(ys, yd, rtol=0, atol=scale(yd))
+  np.testing.assert_allclose(dw_s, dw_d, rtol=0, atol=scale(dw_d))
+  np.testing.assert_allclose(dx_s, dx_d, rtol=0, atol=scale(dx_d))
+
+
+def test_supports_only_float32_3x3_with_channel_multiples():
+  assert sparse_conv.supports((2, 8, 8, 64), (3, 3, 64, 128), jnp.float32)
+  assert not sparse_conv.supports((2, 8, 8, 64), (3, 3, 64, 128), jnp.bfloat16)
+  assert not sparse_conv.supports((2, 8, 8, 3), (3, 3, 3, 64), jnp.float32)     # C % 16
+  assert not sparse_conv.supports((2, 8, 8, 64), (3, 3, 64, 32), jnp.float32)   # D % 64
+  assert not sparse_conv.supports((2, 8, 8, 64), (5, 5, 64, 64), jnp.float32)
+
+
+def _net(sparse, schedule='layer'):
+  layers = (models.conv(64), models.conv(64, 2), models.conv(64), models.dense(32))
+  from bntt_jax import network  # pylint: disable=g-import-not-at-top
+  return network.SpikingNetwork(layers=layers, num_classes=10, num_steps=4,
+                                schedule=schedule, sparse_conv=sparse)
+
+
+@pytest.mark.parametrize('schedule', ['layer', 'step'])
+def test_network_with_event_driven_convolutions_equals_dense_one(schedule):
+  _needs_kernels()
+  x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (4, 8, 8, 3)), jnp.float32)
+  y = jnp.arange(4) % 10
+  keys = {'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(1)}
+  results = {}
+  for sparse in ('auto', 'off'):
+    model = _net(sparse, schedule)
+    v = model.init(keys, x, train=False)
+
+    def loss(p, model=model, v=v):
+      out, upd = model.apply({'params': p, 'batch_stats': v['batch_stats']}, x, train=True,
+                             rngs={'poisson': jax.random.PRNGKey(2)}, mutable=['batch_stats'])
+      lp = jax.nn.log_softmax(out.logits)
+      return -jnp.mean(lp[jnp.arange(4), y]), (upd['batch_stats'], out.spikes)
+
+    (l, (stats, spikes)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(v['params'])
+    results[sparse] = (v['params'], l, stats, spikes, grads)
+  (p_a, l_a, s_a, sp_a, g_a), (p_o, l_o, s_o, sp_o, g_o) = results['auto'], results['off']
+  # The same parameters (names, shapes, initial values): checkpoints are interchangeable.
+  jax.tree.map(np.testing.assert_array_equal, p_a, p_o)
+  # conv2 takes conv1's spikes: event-driven; conv1 (pixels) and conv3 (pooled spikes) stay
+  # dense. Equal up to float32 rounding.
+  assert any(s > 0 for s in jax.tree.leaves(jax.tree.map(jnp.sum, sp_a)))
+  np.testing.assert_allclose(l_a, l_o, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), sp_a, sp_o)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), s_a, s_o)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_a, g_o)
+
+
+def test_network_uses_the_kernels_where_the_input_is_unpooled_spikes(monkeypatch):
+  _needs_kernels()
+  calls = []
+  real = sparse_conv.conv3x3
+  monkeypatch.setattr(sparse_conv, 'conv3x3', lambda x, w: calls.append(x.shape) or real(x, w))
+  x = jnp.zeros((2, 8, 8, 3))
+  for sparse, expected in (('auto', [(4 * 2, 8, 8, 64)]), ('off', [])):   # T * B = 8
+    calls.clear()
+    model = _net(sparse)
+    model.init({'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(1)}, x,
+               train=False)
+    assert calls == expected, sparse
+
+
+def test_fallback_when_unavailable_is_xla_convolution(monkeypatch):
+  monkeypatch.setattr(sparse_conv, 'available', lambda: False)
+  x = jnp.asarray(np.random.default_rng(2).random((2, 4, 4, 16)) < 0.3, jnp.float32)
+  conv = blocks.SpikeConv3x3(64)
+  v = conv.init(jax.random.PRNGKey(0), x)
+  np.testing.assert_array_equal(conv.apply(v, x),
+                                sparse_conv.dense_conv3x3(x, v['params']['kernel']))
+
+
+def test_bad_sparse_conv_setting_is_one_line_error():
+  with pytest.raises(ValueError, match="sparse_conv 'yes' is not one of"):
+    _net('yes').init({'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(1)},
+                     jnp.zeros((1, 8, 8, 3)), train=False)
+
+
+def test_kernels_are_deterministic():
+  _needs_kernels()
+  x, w, g = _operands(np.random.default_rng(3), 24, 8, 8, 32, 128, 0.25)
+  f = jax.jit(lambda x, w, g: jax.vjp(sparse_conv.conv3x3, x, w)[1](g)[1])
+  first = np.asarray(f(x, w, g))
+  for _ in range(3):
+    np.testing.assert_array_equal(f(x, w, g), first)
