@@ -68,8 +68,8 @@ def create_model(arch: str, *, num_classes: int, num_steps: int, norm: str = 'bn
                  surrogate_alpha: float | None = None, neuron: str = 'lif',
                  encoding: str = 'poisson', rescale: float = 2.0, schedule: str = 'layer',
                  unroll: int = 1, dtype: Any = None, remat: bool = False,
-                 sparse_conv: str = 'auto', norm_kwargs: dict | None = None, arch_kwargs: dict | None = None
-                 ) -> SpikingNetwork:
+                 sparse_conv: str = 'auto', norm_kwargs: dict | None = None,
+                 arch_kwargs: dict | None = None) -> SpikingNetwork:
   """A network by architecture name; every argument is checked with a one-line error."""
   if arch not in ARCHITECTURES:
     raise ValueError(f'model {arch!r} is not one of {sorted(ARCHITECTURES)}')

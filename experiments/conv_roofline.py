@@ -5,7 +5,11 @@
 Times each VGG9 convolution of the time-batched schedule (``T * B`` samples,
 32x32x3 input) the way a training step runs it: forward, input gradient
 (``dx``, skipped for the first layer, whose input is data) and weight gradient
-(``dw``), each jitted alone on spike-like inputs (20 % ones). Prints one JSON
+(``dw``), each jitted alone on spike-like inputs (``--density`` ones, default 25 %, as in
+an untrained VGG9). For the layers whose input is spikes (``SpikingNetwork.spike_inputs``),
+``fwd_sparse_ms`` and ``dw_sparse_ms`` time the event-driven kernels of
+:mod:`bntt_jax.sparse_conv` that the library uses there on CPU (when available), and the
+total line adds ``conv_s_sparse``: the step's convolutions with them. Prints one JSON
 line per layer (milliseconds and GFLOP/s of each) and a total line with the
 convolutions' summed time, the images/s that time alone would allow, and a
 4096^2 matmul's GFLOP/s on the same device, all in ``--dtype`` (bfloat16
@@ -42,6 +46,7 @@ def main(argv=None) -> int:
   p.add_argument('--timesteps', type=int, default=25)
   p.add_argument('--reps', type=int, default=5)
   p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
+  p.add_argument('--density', type=float, default=0.25, help='fraction of ones in the inputs')
   a = p.parse_args(argv)
   platform.configure_xla()
   import jax  # pylint: disable=g-import-not-at-top
@@ -50,6 +55,7 @@ def main(argv=None) -> int:
   platform.set_matmul_precision('highest')
   from experiments.benchmark import _matmul_peak_gflops  # pylint: disable=g-import-not-at-top
   from bntt_jax import models  # pylint: disable=g-import-not-at-top
+  from bntt_jax import sparse_conv  # pylint: disable=g-import-not-at-top
   from bntt_jax.analysis import energy  # pylint: disable=g-import-not-at-top
 
   dtype = jnp.dtype(a.dtype)
@@ -64,15 +70,22 @@ def main(argv=None) -> int:
       'dx': jax.jit(lambda x, w, g: jax.vjp(lambda x: conv(x, w).astype(dtype), x)[1](g)[0]),
       'dw': jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w).astype(dtype), w)[1](g)[0]),
   }
+  sparse_ops = {
+      'fwd_sparse': jax.jit(lambda x, w, g: sparse_conv.conv3x3(x, w)),
+      'dw_sparse': jax.jit(
+          lambda x, w, g: jax.vjp(lambda w: sparse_conv.conv3x3(x, w), w)[1](g)[0]),
+  }
   n = a.batch * a.timesteps
   rng = np.random.default_rng(0)
   total_s = 0.0
   total_gflop = 0.0
-  convs = [c for c in energy.layer_costs(models.vgg9(num_steps=1), (32, 32, 3))
-           if c.kind == 'conv']
-  for i, c in enumerate(convs):
+  sparse_saved_s = 0.0
+  model = models.vgg9(num_steps=1)
+  convs = [(c, spikes) for c, spikes in zip(energy.layer_costs(model, (32, 32, 3)),
+                                            model.spike_inputs()) if c.kind == 'conv']
+  for i, (c, spikes_in) in enumerate(convs):
     size, cin, cout = c.in_shape[0], c.in_shape[-1], c.out_shape[-1]
-    x = jnp.asarray((rng.random((n, size, size, cin)) < 0.2).astype(np.float32), dtype)
+    x = jnp.asarray((rng.random((n, size, size, cin)) < a.density).astype(np.float32), dtype)
     w = jnp.asarray(rng.standard_normal((3, 3, cin, cout)) * 0.05, dtype)
     g = jnp.asarray(rng.standard_normal((n, size, size, cout)), dtype)
     gflop = 2 * n * c.flops / 1e9
@@ -85,11 +98,19 @@ def main(argv=None) -> int:
       row[f'{name}_gflops'] = round(gflop / s, 1)
       total_s += s
       total_gflop += gflop
+    if (spikes_in and dtype == jnp.float32 and sparse_conv.supports(x.shape, w.shape, dtype)
+        and sparse_conv.available()):
+      for name, f in sparse_ops.items():
+        s = _time(f, x, w, g, reps=a.reps)
+        row[f'{name}_ms'] = round(s * 1e3, 1)
+        sparse_saved_s += row[f'{name.split("_")[0]}_ms'] / 1e3 - s
     print(json.dumps(row), flush=True)
   print(json.dumps({
       'total': 'convolutions', 'batch': a.batch, 'timesteps': a.timesteps, 'dtype': a.dtype,
       'conv_s': round(total_s, 3), 'conv_gflops': round(total_gflop / total_s, 1),
       'img_per_s_bound': round(a.batch / total_s, 2),
+      'conv_s_sparse': round(total_s - sparse_saved_s, 3),
+      'img_per_s_bound_sparse': round(a.batch / (total_s - sparse_saved_s), 2),
       'matmul_peak_gflops': round(_matmul_peak_gflops(dtype), 1),
       'backend': jax.default_backend()}), flush=True)
   return 0
