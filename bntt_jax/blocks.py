@@ -163,6 +163,7 @@ class SpikeConv3x3(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     kernel = self.param('kernel', self.kernel_init, (3, 3, x.shape[-1], self.features))
+    x, kernel = nn.dtypes.promote_dtype(x, kernel)   # as nn.Conv does
     if (x.dtype == jnp.float32 and sparse_conv.supports(x.shape, kernel.shape, x.dtype)
         and sparse_conv.available()):
       return sparse_conv.conv3x3(x, kernel)
