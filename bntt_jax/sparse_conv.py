@@ -34,14 +34,13 @@ _FORWARD, _WEIGHT_GRAD = 'bntt_sparse_conv_forward', 'bntt_sparse_conv_weight_gr
 _state: dict = {}
 
 
-def _build() -> str:
-  """Compile the kernels (once per source/jaxlib/compiler) and return the library's path."""
+def _build(cpu: list) -> str:
+  """Compile the kernels (once per source, jaxlib, compiler and kind of CPU: ``cpu``, the
+  model name and flags lines of /proc/cpuinfo, for -march=native) and return the path."""
   import jaxlib  # pylint: disable=g-import-not-at-top
   cxx = os.environ.get('CXX', 'g++')
   flags = ['-O3', '-march=native', '-std=c++17', '-shared', '-fPIC', '-w',
            '-isystem', jax.ffi.include_dir()]
-  with open('/proc/cpuinfo') as f:   # -march=native: a library per kind of CPU
-    cpu = sorted({line for line in f if line.startswith(('model name', 'flags'))})
   with open(_SOURCE, 'rb') as f:
     key = hashlib.sha256(f.read() + ' '.join([cxx, jaxlib.__version__, *flags, *cpu]).encode())
   cache = os.environ.get('BNTT_KERNEL_CACHE') or os.path.join(
@@ -72,9 +71,10 @@ def available() -> bool:
         # An FFI call has no sharding rule: XLA would gather a sharded batch onto every device.
         raise RuntimeError(f'{jax.device_count()} devices (the kernels serve one CPU device)')
       with open('/proc/cpuinfo') as f:
-        if ' avx512f' not in f.read():
-          raise RuntimeError('the CPU has no AVX-512F')
-      lib = ctypes.cdll.LoadLibrary(_build())
+        cpu = sorted({line for line in f if line.startswith(('model name', 'flags'))})
+      if not any(' avx512f' in line for line in cpu):
+        raise RuntimeError('the CPU has no AVX-512F')
+      lib = ctypes.cdll.LoadLibrary(_build(cpu))
       for name, symbol in ((_FORWARD, 'BnttSparseConvForward'),
                            (_WEIGHT_GRAD, 'BnttSparseConvWeightGrad')):
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)), platform='cpu')

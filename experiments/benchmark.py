@@ -214,15 +214,12 @@ def main(argv=None) -> int:
     return 0
 
   split = lambda s: [v for v in s.split(',') if v]
-  for v in split(args.schedule):
-    if v not in ('layer', 'step'):
-      p.error(f'schedule {v!r} is not one of layer, step')
-  for v in split(args.precision):
-    if v not in ('float32', 'bfloat16'):
-      p.error(f'precision {v!r} is not one of float32, bfloat16')
-  for v in split(args.sparse_conv):
-    if v not in ('auto', 'off'):
-      p.error(f'sparse-conv {v!r} is not one of auto, off')
+  for name, values, accepted in (('schedule', args.schedule, ('layer', 'step')),
+                                 ('precision', args.precision, ('float32', 'bfloat16')),
+                                 ('sparse-conv', args.sparse_conv, ('auto', 'off'))):
+    for v in split(values):
+      if v not in accepted:
+        p.error(f'{name} {v!r} is not one of {", ".join(accepted)}')
   sys.path.insert(0, ROOT)
   from bntt_jax import platform  # pylint: disable=g-import-not-at-top
   # Our runs get the huge-page tunable that `python -m bntt_jax.main` uses (bntt_jax.platform).

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -76,16 +75,6 @@ def output_transform(m, n, th, tw):
   return jnp.stack(out, axis=2).reshape(n, 4 * th, 4 * tw, d)
 
 
-def _time(f, *args, reps: int) -> float:
-  import jax  # pylint: disable=g-import-not-at-top
-  jax.block_until_ready(f(*args))
-  t = time.perf_counter()
-  for _ in range(reps):
-    out = f(*args)
-  jax.block_until_ready(out)
-  return (time.perf_counter() - t) / reps
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--batch', type=int, default=16)
@@ -99,6 +88,7 @@ def main(argv=None) -> int:
   platform.set_matmul_precision('highest')
   from bntt_jax import models  # pylint: disable=g-import-not-at-top
   from bntt_jax.analysis import energy  # pylint: disable=g-import-not-at-top
+  from experiments.conv_roofline import _time  # pylint: disable=g-import-not-at-top
 
   direct = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
       x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')))

@@ -46,3 +46,15 @@ def test_repeats_below_one_is_refused(capsys):
   else:
     raise AssertionError('--repeats=0 accepted')
   assert '--repeats=0: must be at least 1' in capsys.readouterr().err
+
+
+def test_a_bad_choice_is_refused_by_name(capsys):
+  for arg, message in (('--schedule=scan', "schedule 'scan' is not one of layer, step"),
+                       ('--sparse-conv=on', "sparse-conv 'on' is not one of auto, off")):
+    try:
+      benchmark.main([arg])
+    except SystemExit as e:
+      assert e.code == 2
+    else:
+      raise AssertionError(f'{arg} accepted')
+    assert message in capsys.readouterr().err

@@ -99,6 +99,23 @@ struct SampleLists {
   }
 };
 
+// f(tap, iq, vq, K) for each of the 3x3 neighbours (i + di, j + dj) inside the image: its
+// tap index, its list of K nonzero channels iq and their values vq (nullptr when binary).
+template <bool kBinary, typename F>
+inline void ForEachNeighbour(const SampleLists& l, int64_t i, int64_t j, const Shape& s, F&& f) {
+  for (int di = -1; di <= 1; ++di) {
+    const int64_t ii = i + di;
+    if (ii < 0 || ii >= s.h) continue;
+    for (int dj = -1; dj <= 1; ++dj) {
+      const int64_t jj = j + dj;
+      if (jj < 0 || jj >= s.w) continue;
+      const int64_t q = ii * s.w + jj;
+      f((di + 1) * 3 + (dj + 1), l.idx.data() + q * s.c,
+        kBinary ? nullptr : l.val.data() + q * s.c, static_cast<int>(l.cnt[q]));
+    }
+  }
+}
+
 // y[n] for one sample n: 64 output channels at a time, accumulated in registers.
 template <bool kBinary>
 void ForwardSample(const SampleLists& l, const float* w, float* y, const Shape& s) {
@@ -107,33 +124,25 @@ void ForwardSample(const SampleLists& l, const float* w, float* y, const Shape& 
     for (int64_t db = 0; db < d; db += kBlock)
       for (int64_t j = 0; j < wd; ++j) {
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int di = -1; di <= 1; ++di) {
-          const int64_t ii = i + di;
-          if (ii < 0 || ii >= h) continue;
-          for (int dj = -1; dj <= 1; ++dj) {
-            const int64_t jj = j + dj;
-            if (jj < 0 || jj >= wd) continue;
-            const int64_t q = ii * wd + jj;
-            const uint16_t* iq = l.idx.data() + q * c;
-            const float* vq = kBinary ? nullptr : l.val.data() + q * c;
-            const float* wt = w + ((di + 1) * 3 + (dj + 1)) * c * d + db;
-            for (int k = 0, K = l.cnt[q]; k < K; ++k) {
-              const float* r = wt + static_cast<int64_t>(iq[k]) * d;
-              if constexpr (kBinary) {
-                a0 = _mm512_add_ps(a0, _mm512_loadu_ps(r));
-                a1 = _mm512_add_ps(a1, _mm512_loadu_ps(r + 16));
-                a2 = _mm512_add_ps(a2, _mm512_loadu_ps(r + 32));
-                a3 = _mm512_add_ps(a3, _mm512_loadu_ps(r + 48));
-              } else {
-                const __m512 v = _mm512_set1_ps(vq[k]);
-                a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r), a0);
-                a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r + 16), a1);
-                a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r + 32), a2);
-                a3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r + 48), a3);
-              }
+        ForEachNeighbour<kBinary>(l, i, j, s, [&](int tap, const uint16_t* iq, const float* vq,
+                                                  int K) {
+          const float* wt = w + tap * c * d + db;
+          for (int k = 0; k < K; ++k) {
+            const float* r = wt + static_cast<int64_t>(iq[k]) * d;
+            if constexpr (kBinary) {
+              a0 = _mm512_add_ps(a0, _mm512_loadu_ps(r));
+              a1 = _mm512_add_ps(a1, _mm512_loadu_ps(r + 16));
+              a2 = _mm512_add_ps(a2, _mm512_loadu_ps(r + 32));
+              a3 = _mm512_add_ps(a3, _mm512_loadu_ps(r + 48));
+            } else {
+              const __m512 v = _mm512_set1_ps(vq[k]);
+              a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r), a0);
+              a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r + 16), a1);
+              a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r + 32), a2);
+              a3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r + 48), a3);
             }
           }
-        }
+        });
         float* o = y + (i * wd + j) * d + db;
         _mm512_storeu_ps(o, a0);
         _mm512_storeu_ps(o + 16, a1);
@@ -163,33 +172,25 @@ void WeightGradSample(const SampleLists& l, const float* dy, float* acc, int64_t
       const float* g = dy + (i * wd + j) * d + db;
       const __m512 g0 = _mm512_loadu_ps(g), g1 = _mm512_loadu_ps(g + 16),
                    g2 = _mm512_loadu_ps(g + 32), g3 = _mm512_loadu_ps(g + 48);
-      for (int di = -1; di <= 1; ++di) {
-        const int64_t ii = i + di;
-        if (ii < 0 || ii >= h) continue;
-        for (int dj = -1; dj <= 1; ++dj) {
-          const int64_t jj = j + dj;
-          if (jj < 0 || jj >= wd) continue;
-          const int64_t q = ii * wd + jj;
-          const uint16_t* iq = l.idx.data() + q * c;
-          const float* vq = kBinary ? nullptr : l.val.data() + q * c;
-          float* at = acc + ((di + 1) * 3 + (dj + 1)) * c * d + db;
-          for (int k = 0, K = l.cnt[q]; k < K; ++k) {
-            float* r = at + static_cast<int64_t>(iq[k]) * d;
-            if constexpr (kBinary) {
-              _mm512_storeu_ps(r, _mm512_add_ps(g0, _mm512_loadu_ps(r)));
-              _mm512_storeu_ps(r + 16, _mm512_add_ps(g1, _mm512_loadu_ps(r + 16)));
-              _mm512_storeu_ps(r + 32, _mm512_add_ps(g2, _mm512_loadu_ps(r + 32)));
-              _mm512_storeu_ps(r + 48, _mm512_add_ps(g3, _mm512_loadu_ps(r + 48)));
-            } else {
-              const __m512 v = _mm512_set1_ps(vq[k]);
-              _mm512_storeu_ps(r, _mm512_fmadd_ps(v, g0, _mm512_loadu_ps(r)));
-              _mm512_storeu_ps(r + 16, _mm512_fmadd_ps(v, g1, _mm512_loadu_ps(r + 16)));
-              _mm512_storeu_ps(r + 32, _mm512_fmadd_ps(v, g2, _mm512_loadu_ps(r + 32)));
-              _mm512_storeu_ps(r + 48, _mm512_fmadd_ps(v, g3, _mm512_loadu_ps(r + 48)));
-            }
+      ForEachNeighbour<kBinary>(l, i, j, s, [&](int tap, const uint16_t* iq, const float* vq,
+                                                int K) {
+        float* at = acc + tap * c * d + db;
+        for (int k = 0; k < K; ++k) {
+          float* r = at + static_cast<int64_t>(iq[k]) * d;
+          if constexpr (kBinary) {
+            _mm512_storeu_ps(r, _mm512_add_ps(g0, _mm512_loadu_ps(r)));
+            _mm512_storeu_ps(r + 16, _mm512_add_ps(g1, _mm512_loadu_ps(r + 16)));
+            _mm512_storeu_ps(r + 32, _mm512_add_ps(g2, _mm512_loadu_ps(r + 32)));
+            _mm512_storeu_ps(r + 48, _mm512_add_ps(g3, _mm512_loadu_ps(r + 48)));
+          } else {
+            const __m512 v = _mm512_set1_ps(vq[k]);
+            _mm512_storeu_ps(r, _mm512_fmadd_ps(v, g0, _mm512_loadu_ps(r)));
+            _mm512_storeu_ps(r + 16, _mm512_fmadd_ps(v, g1, _mm512_loadu_ps(r + 16)));
+            _mm512_storeu_ps(r + 32, _mm512_fmadd_ps(v, g2, _mm512_loadu_ps(r + 32)));
+            _mm512_storeu_ps(r + 48, _mm512_fmadd_ps(v, g3, _mm512_loadu_ps(r + 48)));
           }
         }
-      }
+      });
     }
 }
 
