@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bntt_jax import lif_kernel as lif_kernel_lib
 from bntt_jax import neurons as neurons_lib
 from bntt_jax import norms as norms_lib
 from bntt_jax import sparse_conv
@@ -100,6 +101,9 @@ class SpikingBlock(nn.Module):
       layer): a float32 3x3 convolution then runs event-driven where
       :func:`bntt_jax.sparse_conv.available` (same parameters, same result up
       to float32 rounding).
+    lif_kernel: run a float32 LIF recurrence (``__call__``) in the CPU
+      kernel of :mod:`bntt_jax.lif_kernel` where available (equal spikes,
+      gradients up to float32 rounding), else in ``lax.scan``.
   """
   spec: LayerSpec
   num_steps: int
@@ -109,6 +113,7 @@ class SpikingBlock(nn.Module):
   dtype: Any = None
   kernel_init: Any = reference_init
   sparse_input: bool = False
+  lif_kernel: bool = False
 
   def setup(self):
     s = self.spec
@@ -139,10 +144,16 @@ class SpikingBlock(nn.Module):
     else:
       # The norm's per-step affine map runs inside the LIF scan (one pass over
       # memory); the membrane is float32 or wider whatever the synapse's dtype.
-      s = neurons_lib.lif_affine_sequence(i, mul, add, self.neuron)
+      s = self._lif(i, mul, add)
     counts = _count(s, 2)
     out = avg_pool(s.reshape((k * b,) + s.shape[2:]), self.spec.pool)
     return out.reshape((k, b) + out.shape[1:]), counts
+
+  def _lif(self, i: Array, mul: Array, add: Array) -> Array:
+    if (self.lif_kernel and lif_kernel_lib.supports(i, mul, add)
+        and lif_kernel_lib.available()):
+      return lif_kernel_lib.lif_affine_sequence(i, mul, add, self.neuron)
+    return neurons_lib.lif_affine_sequence(i, mul, add, self.neuron)
 
   def step(self, u: Array, x: Array, t: Array, *, train: bool) -> Tuple[Array, Array, Array]:
     """One step: ``(u, x [B, ...], t)`` -> ``(u, out [B, ...pooled], spikes [B])``."""

@@ -109,6 +109,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   _positive('rescale', m.rescale)
   _one_of('schedule', m.schedule, network.SCHEDULES)
   _one_of('sparse_conv', m.sparse_conv, network.SPARSE_CONV)
+  _one_of('lif_kernel', m.lif_kernel, network.LIF_KERNEL)
   if m.schedule == 'step' and m.norm not in norms.CAUSAL_NORMS:
     raise ConfigError(f'schedule for norm {m.norm}', m.schedule,
                       'layer (this norm pools statistics over time)')
@@ -165,7 +166,8 @@ def model_kwargs(config: ml_collections.ConfigDict, num_classes: int) -> dict:
               leak=m.leak, threshold=m.threshold, surrogate=m.surrogate,
               surrogate_alpha=m.surrogate_alpha, neuron=m.neuron, encoding=m.encoding,
               rescale=m.rescale, schedule=m.schedule, unroll=m.unroll, dtype=dtype,
-              remat=m.remat, sparse_conv=m.sparse_conv, norm_kwargs=norm_kwargs,
+              remat=m.remat, sparse_conv=m.sparse_conv, lif_kernel=m.lif_kernel,
+              norm_kwargs=norm_kwargs,
               arch_kwargs=m.arch_kwargs.to_dict())
 
 

@@ -56,6 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.dtype = 'float32'       # float32 | bfloat16 | float16 (synaptic ops)
   config.model.remat = False
   config.model.sparse_conv = 'auto'    # auto (event-driven 3x3 convs of spike inputs, CPU) | off
+  config.model.lif_kernel = 'auto'     # auto (the layer schedule's LIF in one CPU kernel) | off
   config.model.batch_stats = 'global'  # global (over the global batch) | per_device (DDP-style)
   config.model.norm_kwargs = ml_collections.ConfigDict()
   config.model.arch_kwargs = ml_collections.ConfigDict()

@@ -41,6 +41,7 @@ Array = jax.Array
 SCHEDULES = ('layer', 'step')
 ENCODINGS = ('poisson', 'direct', 'frames')
 SPARSE_CONV = ('auto', 'off')
+LIF_KERNEL = ('auto', 'off')
 
 
 @flax.struct.dataclass
@@ -92,6 +93,9 @@ class SpikingNetwork(nn.Module):
     sparse_conv: ``auto``: a 3x3 convolution whose input is an unpooled
       spiking layer's output runs event-driven where it can
       (:mod:`bntt_jax.sparse_conv`); ``off``: XLA's convolutions only.
+    lif_kernel: ``auto``: a float32 LIF layer of the ``layer`` schedule runs
+      its recurrence in one CPU kernel per pass where it can
+      (:mod:`bntt_jax.lif_kernel`); ``off``: ``lax.scan`` only.
   """
   layers: Tuple[blocks_lib.LayerSpec, ...]
   num_classes: int
@@ -106,6 +110,7 @@ class SpikingNetwork(nn.Module):
   dtype: Any = None
   remat: bool = False
   sparse_conv: str = 'auto'
+  lif_kernel: str = 'auto'
 
   def setup(self):
     if self.schedule not in SCHEDULES:
@@ -116,12 +121,15 @@ class SpikingNetwork(nn.Module):
       raise ValueError(f'num_steps {self.num_steps} is not accepted: it must be >= 1')
     if self.sparse_conv not in SPARSE_CONV:
       raise ValueError(f'sparse_conv {self.sparse_conv!r} is not one of {SPARSE_CONV}')
+    if self.lif_kernel not in LIF_KERNEL:
+      raise ValueError(f'lif_kernel {self.lif_kernel!r} is not one of {LIF_KERNEL}')
     block = nn.remat(blocks_lib.SpikingBlock, static_argnums=(2,)) if (
         self.remat and self.schedule == 'layer') else blocks_lib.SpikingBlock
     names = default_names(self.layers)
     self.blocks = [
         block(spec, self.num_steps, self.norm, self.norm_kwargs, self.neuron, self.dtype,
-              sparse_input=sp and self.sparse_conv == 'auto', name=name)
+              sparse_input=sp and self.sparse_conv == 'auto',
+              lif_kernel=self.lif_kernel == 'auto', name=name)
         for spec, name, sp in zip(self.layers, names, self.spike_inputs())]
     self.fc_out = nn.Dense(self.num_classes, use_bias=False,
                            kernel_init=blocks_lib.reference_init, dtype=self.dtype)

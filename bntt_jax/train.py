@@ -44,6 +44,7 @@ import optax
 from bntt_jax import checkpoint as checkpoint_lib
 from bntt_jax import config_lib
 from bntt_jax import data as data_lib
+from bntt_jax import lif_kernel
 from bntt_jax import metrics as metrics_lib
 from bntt_jax import network
 from bntt_jax import optim
@@ -283,6 +284,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       sp and spec.kind == 'conv' for sp, spec in zip(model.spike_inputs(), model.layers)):
     logging.info('event-driven convolutions: %s', 'on' if sparse_conv.available() else
                  f'off ({sparse_conv.unavailable_reason()})')
+  if (config.model.lif_kernel == 'auto' and config.model.schedule == 'layer'
+      and config.model.neuron == 'lif' and config.model.dtype == 'float32'):
+    logging.info('LIF kernel: %s', 'on' if lif_kernel.available() else
+                 f'off ({lif_kernel.unavailable_reason()})')
   learning_rate_fn = create_learning_rate_fn(config, steps_per_epoch)
   mesh = sharding.create_mesh()
   repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)

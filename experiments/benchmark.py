@@ -73,7 +73,7 @@ def _matmul_peak_gflops(dtype) -> float:
 
 
 def build_train_step(batch: int, timesteps: int, schedule: str, precision: str, remat: bool,
-                     sparse_conv: str = 'auto'):
+                     sparse_conv: str = 'auto', lif_kernel: str = 'auto'):
   """The benchmark's jitted training step and its first state: ``(step, state)``,
   ``step(state, key) -> (state, loss)`` (state donated). Call after
   ``platform.configure_xla()``."""
@@ -86,7 +86,7 @@ def build_train_step(batch: int, timesteps: int, schedule: str, precision: str, 
 
   dtype = {'float32': None, 'bfloat16': jnp.bfloat16}[precision]
   model = models.vgg9(num_steps=timesteps, schedule=schedule, dtype=dtype, remat=remat,
-                      sparse_conv=sparse_conv)
+                      sparse_conv=sparse_conv, lif_kernel=lif_kernel)
   rng = np.random.RandomState(0)
   x = jnp.asarray(rng.uniform(-1, 1, (batch, 32, 32, 3)).astype(np.float32))
   y = jnp.asarray(rng.randint(0, 10, batch))
@@ -112,7 +112,8 @@ def build_train_step(batch: int, timesteps: int, schedule: str, precision: str, 
 
 
 def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: bool,
-             steps: int, matmul_peak: bool, sparse_conv: str = 'auto') -> dict:
+             steps: int, matmul_peak: bool, sparse_conv: str = 'auto',
+             lif_kernel: str = 'auto') -> dict:
   """One configuration, in this process. Returns the JSON record."""
   from bntt_jax import platform  # pylint: disable=g-import-not-at-top
   platform.configure_xla()
@@ -120,7 +121,9 @@ def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: b
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  step, state = build_train_step(batch, timesteps, schedule, precision, remat, sparse_conv)
+  step, state = build_train_step(batch, timesteps, schedule, precision, remat, sparse_conv,
+                                 lif_kernel)
+  from bntt_jax import lif_kernel as lif_lib  # pylint: disable=g-import-not-at-top
   from bntt_jax import sparse_conv as sparse_lib  # pylint: disable=g-import-not-at-top
   t0 = time.perf_counter()
   state, loss = step(state, jax.random.PRNGKey(1))
@@ -140,6 +143,9 @@ def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: b
       'schedule': schedule, 'precision': precision, 'remat': remat,
       'sparse_conv': ('off' if sparse_conv == 'off' else 'on' if sparse_lib.available() else
                       f'off (unavailable: {sparse_lib.unavailable_reason()})'),
+      'lif_kernel': ('off' if lif_kernel == 'off' or schedule != 'layer' else 'on'
+                     if lif_lib.available() else
+                     f'off (unavailable: {lif_lib.unavailable_reason()})'),
       'step_s': round(step_s, 4), 'step_s_min': round(min(times), 4),
       'img_per_s': round(batch / step_s, 2), 'peak_mem_mb': _peak_mem_mb(),
       'compile_s': round(compile_s, 1), 'loss': round(float(loss), 4),
@@ -195,6 +201,8 @@ def main(argv=None) -> int:
   p.add_argument('--remat', default='false', help='comma-separated: false, true')
   p.add_argument('--sparse-conv', default='auto',
                  help='comma-separated: auto (event-driven convolutions where possible), off')
+  p.add_argument('--lif-kernel', default='auto',
+                 help='comma-separated: auto (the layer schedule\'s LIF in one CPU kernel), off')
   p.add_argument('--steps', type=int, default=3, help='timed steps after one warm-up')
   p.add_argument('--repeats', type=int, default=1,
                  help='runs of each configuration, alternating with the peer\'s')
@@ -209,14 +217,16 @@ def main(argv=None) -> int:
 
   if args.one:   # one configuration in this process
     rec = run_ours(int(args.batch), int(args.timesteps), args.schedule, args.precision,
-                   args.remat == 'true', args.steps, not args.no_matmul_peak, args.sparse_conv)
+                   args.remat == 'true', args.steps, not args.no_matmul_peak, args.sparse_conv,
+                   args.lif_kernel)
     print(json.dumps(rec), flush=True)
     return 0
 
   split = lambda s: [v for v in s.split(',') if v]
   for name, values, accepted in (('schedule', args.schedule, ('layer', 'step')),
                                  ('precision', args.precision, ('float32', 'bfloat16')),
-                                 ('sparse-conv', args.sparse_conv, ('auto', 'off'))):
+                                 ('sparse-conv', args.sparse_conv, ('auto', 'off')),
+                                 ('lif-kernel', args.lif_kernel, ('auto', 'off'))):
     for v in split(values):
       if v not in accepted:
         p.error(f'{name} {v!r} is not one of {", ".join(accepted)}')
@@ -225,8 +235,8 @@ def main(argv=None) -> int:
   # Our runs get the huge-page tunable that `python -m bntt_jax.main` uses (bntt_jax.platform).
   env = platform.cpu_tunables_env(
       dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', '')))
-  configs = [(s, r, c) for s in split(args.schedule) for r in split(args.remat)
-             for c in split(args.sparse_conv)]
+  configs = [(s, r, c, k) for s in split(args.schedule) for r in split(args.remat)
+             for c in split(args.sparse_conv) for k in split(args.lif_kernel)]
   for b in split(args.batch):
     for t in split(args.timesteps):
       for prec in split(args.precision):
@@ -242,21 +252,23 @@ def main(argv=None) -> int:
             peers.append(peer)
             if peer:
               print(json.dumps(peer), flush=True)
-          for sched, remat, sparse in configs:
+          for sched, remat, sparse, lif in configs:
             cmd = [sys.executable, os.path.abspath(__file__), '--one', f'--batch={b}',
                    f'--timesteps={t}', f'--schedule={sched}', f'--precision={prec}',
-                   f'--remat={remat}', f'--sparse-conv={sparse}', f'--steps={args.steps}']
+                   f'--remat={remat}', f'--sparse-conv={sparse}', f'--lif-kernel={lif}',
+                   f'--steps={args.steps}']
             if args.no_matmul_peak:
               cmd.append('--no-matmul-peak')
             rec = _subprocess_json(cmd, env)
-            ours[sched, remat, sparse].append(rec)
+            ours[sched, remat, sparse, lif].append(rec)
             if rec is not None:
               print(json.dumps(rec), flush=True)
-        for (sched, remat, sparse), recs in ours.items():
+        for (sched, remat, sparse, lif), recs in ours.items():
           if any(recs) and any(peers):
             print(json.dumps(ratio_record(recs, peers, batch=int(b), timesteps=int(t),
                                           schedule=sched, precision=prec,
-                                          remat=remat == 'true', sparse_conv=sparse)),
+                                          remat=remat == 'true', sparse_conv=sparse,
+                                          lif_kernel=lif)),
                   flush=True)
   return 0
 

@@ -1,0 +1,98 @@
+"""Native CPU kernels: the C++ sources in ``kernels/`` compiled on first use, registered with XLA.
+
+Each source ``kernels/<name>.cc`` defines XLA FFI handlers. :func:`load` compiles it once per
+machine with the system's C++ compiler (``$CXX``, default ``g++``, ``-O3 -march=native``) into a
+cache directory (``$BNTT_KERNEL_CACHE``, default ``~/.cache/bntt_jax``; the file name holds a
+hash of the source, jaxlib's version, the flags and the CPU's model and flags, and is written
+atomically) and registers its handlers as XLA custom-call targets for the CPU.
+
+The kernels serve a single CPU device on Linux: an FFI call has no sharding rule, so on several
+devices XLA would gather a sharded batch onto each one. Callers fall back to XLA's own
+operations where :func:`load` says no, with its reason.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from typing import Iterable, Mapping, Tuple
+
+import jax
+
+_KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'kernels')
+_loaded: dict = {}   # source name -> (ok, reason)
+_cpu: list = []
+
+
+def source(name: str) -> str:
+  return os.path.join(_KERNELS, f'{name}.cc')
+
+
+def cpu_lines() -> list:
+  """The 'model name' and 'flags' lines of /proc/cpuinfo (what -march=native compiles for)."""
+  if not _cpu:
+    with open('/proc/cpuinfo') as f:
+      _cpu.extend(sorted({line for line in f if line.startswith(('model name', 'flags'))}))
+  return _cpu
+
+
+def _build(name: str) -> str:
+  """Compile ``kernels/<name>.cc`` unless the cache has it; return the library's path."""
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  cxx = os.environ.get('CXX', 'g++')
+  flags = ['-O3', '-march=native', '-std=c++17', '-shared', '-fPIC', '-w',
+           '-isystem', jax.ffi.include_dir()]
+  with open(source(name), 'rb') as f:
+    key = hashlib.sha256(f.read() + ' '.join([cxx, jaxlib.__version__, *flags,
+                                              *cpu_lines()]).encode())
+  cache = os.environ.get('BNTT_KERNEL_CACHE') or os.path.join(
+      os.path.expanduser('~'), '.cache', 'bntt_jax')
+  path = os.path.join(cache, f'{name}_{key.hexdigest()[:16]}.so')
+  if not os.path.exists(path):
+    os.makedirs(cache, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix='.so', dir=cache)
+    os.close(fd)
+    try:
+      subprocess.run([cxx, *flags, source(name), '-o', tmp, '-lpthread'], check=True,
+                     capture_output=True, text=True)
+      os.replace(tmp, path)   # atomic: a concurrent build or a crash never leaves half a library
+    finally:
+      if os.path.exists(tmp):
+        os.unlink(tmp)
+  return path
+
+
+def load(name: str, targets: Mapping[str, str], cpu_flags: Iterable[str] = ()) -> Tuple[bool, str]:
+  """Build and register ``kernels/<name>.cc`` once; ``(True, '')`` or ``(False, why not)``.
+
+  Args:
+    name: the source's name.
+    targets: XLA custom-call target name -> the handler's symbol in the library.
+    cpu_flags: /proc/cpuinfo flags the source needs (e.g. ``avx512f``).
+  """
+  if name not in _loaded:
+    try:
+      if jax.default_backend() != 'cpu' or not sys.platform.startswith('linux'):
+        raise RuntimeError('not a Linux CPU backend')
+      if jax.device_count() != 1:
+        raise RuntimeError(f'{jax.device_count()} devices (the kernels serve one CPU device)')
+      for flag in cpu_flags:
+        if not any(f' {flag}' in line for line in cpu_lines() if line.startswith('flags')):
+          raise RuntimeError(f'the CPU has no {flag}')
+      lib = ctypes.cdll.LoadLibrary(_build(name))
+      for target, symbol in targets.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)),
+                                    platform='cpu')
+      _loaded[name] = (True, '')
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+      detail = getattr(e, 'stderr', '') or ''
+      _loaded[name] = (False, f'{e} {detail[-500:]}'.strip())
+  return _loaded[name]
+
+
+def reason(name: str) -> str:
+  """Why ``kernels/<name>.cc`` is not in use ('' when it is, or :func:`load` was not called)."""
+  return _loaded.get(name, (True, ''))[1]

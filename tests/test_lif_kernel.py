@@ -1,0 +1,132 @@
+"""The LIF kernel (bntt_jax.lif_kernel) equals the lax.scan recurrence, in a network too."""
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bntt_jax import lif_kernel
+from bntt_jax import models
+from bntt_jax import network
+from bntt_jax import neurons
+
+
+def _needs_kernel():
+  """Skip where the kernel cannot exist (no compiler); elsewhere it must build."""
+  if not shutil.which(os.environ.get('CXX', 'g++')):
+    pytest.skip('no C++ compiler')
+  assert lif_kernel.available(), lif_kernel.unavailable_reason()
+
+
+def _operands(seed, shape, groups):
+  k = jax.random.split(jax.random.PRNGKey(seed), 4)
+  t, c = shape[0], shape[-1]
+  x = jax.random.normal(k[0], shape) * 0.8 + 0.35
+  mul = 1.0 + 0.3 * jax.random.normal(k[1], (t, groups, c))
+  add = 0.1 * jax.random.normal(k[2], (t, groups, c))
+  return x, mul, add, jax.random.normal(k[3], shape)
+
+
+@pytest.mark.parametrize('surrogate', sorted(neurons.SURROGATES))
+@pytest.mark.parametrize('shape,groups', [
+    ((6, 4, 5, 3, 24), 1),    # conv-like [T, B, H, W, C], C not a multiple of 16
+    ((5, 6, 7, 2), 2),        # two statistics groups, tiny channel count
+    ((25, 3, 1030), 1),       # dense-like [T, B, F], rows longer than a block
+    ((3, 70, 4, 4, 64), 1),   # more rows than the kernel's fixed ranges
+])
+def test_spikes_and_gradients_equal_the_scan(surrogate, shape, groups):
+  _needs_kernel()
+  p = neurons.LIFParams(0.9, 1.1, neurons.make_surrogate(surrogate))
+  x, mul, add, g = _operands(0, shape, groups)
+  s_k, vjp_k = jax.vjp(jax.jit(lambda *a: lif_kernel.lif_affine_sequence(*a, p)), x, mul, add)
+  s_s, vjp_s = jax.vjp(lambda *a: neurons.lif_affine_sequence(*a, p), x, mul, add)
+  assert 0.05 < float(jnp.mean(s_s)) < 0.95            # the test exercises both outcomes
+  # The forward uses XLA's fused multiply-adds: spikes are equal, not merely close.
+  np.testing.assert_array_equal(s_k, s_s)
+  for a, b in zip(vjp_k(g), vjp_s(g)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * max(1.0, float(jnp.max(jnp.abs(b)))))
+
+
+def test_gradient_is_deterministic():
+  _needs_kernel()
+  p = neurons.LIFParams()
+  x, mul, add, g = _operands(1, (10, 64, 8, 8, 32), 1)
+  f = jax.jit(lambda x, m, a, g: jax.vjp(lambda *z: lif_kernel.lif_affine_sequence(*z, p),
+                                         x, m, a)[1](g))
+  first = [np.asarray(v) for v in f(x, mul, add, g)]
+  for _ in range(3):
+    for a, b in zip(f(x, mul, add, g), first):
+      np.testing.assert_array_equal(a, b)
+
+
+def test_supports_only_float32_and_whole_groups():
+  x, mul, add, _ = _operands(2, (3, 4, 8), 2)
+  assert lif_kernel.supports(x, mul, add)
+  assert not lif_kernel.supports(x.astype(jnp.bfloat16), mul, add)
+  assert not lif_kernel.supports(x[:, :3], mul, add)   # 3 examples in 2 groups
+
+
+def _net(lif, schedule='layer'):
+  layers = (models.conv(16), models.conv(16, 2), models.dense(24))
+  return network.SpikingNetwork(layers=layers, num_classes=10, num_steps=5,
+                                schedule=schedule, lif_kernel=lif)
+
+
+def test_network_with_the_kernel_equals_the_scan():
+  _needs_kernel()
+  x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (6, 8, 8, 3)), jnp.float32)
+  y = jnp.arange(6) % 10
+  keys = {'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(1)}
+  results = {}
+  for lif in ('auto', 'off'):
+    model = _net(lif)
+    v = model.init(keys, x, train=False)
+
+    def loss(p, model=model, v=v):
+      out, upd = model.apply({'params': p, 'batch_stats': v['batch_stats']}, x, train=True,
+                             rngs={'poisson': jax.random.PRNGKey(2)}, mutable=['batch_stats'])
+      lp = jax.nn.log_softmax(out.logits)
+      return -jnp.mean(lp[jnp.arange(6), y]), (upd['batch_stats'], out.spikes)
+
+    (l, (stats, spikes)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(v['params'])
+    results[lif] = (l, stats, spikes, grads)
+  (l_a, s_a, sp_a, g_a), (l_o, s_o, sp_o, g_o) = results['auto'], results['off']
+  assert all(float(jnp.sum(s)) > 0 for s in jax.tree.leaves(sp_a))
+  np.testing.assert_allclose(l_a, l_o, rtol=1e-6)
+  jax.tree.map(np.testing.assert_array_equal, sp_a, sp_o)   # spike counts: equal
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_a, s_o)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_a, g_o)
+
+
+@pytest.mark.parametrize('lif,schedule,expected', [
+    ('auto', 'layer', 3), ('off', 'layer', 0), ('auto', 'step', 0)])
+def test_network_uses_the_kernel_in_the_layer_schedule(monkeypatch, lif, schedule, expected):
+  _needs_kernel()
+  calls = []
+  real = lif_kernel.lif_affine_sequence
+  monkeypatch.setattr(lif_kernel, 'lif_affine_sequence',
+                      lambda *a: calls.append(a[0].shape) or real(*a))
+  model, x, rngs = _net(lif, schedule), jnp.zeros((2, 8, 8, 3)), {'poisson': jax.random.PRNGKey(1)}
+  v = model.init({'params': jax.random.PRNGKey(0), **rngs}, x, train=False)   # the layer way
+  calls.clear()
+  model.apply(v, x, train=True, rngs=rngs, mutable=['batch_stats'])
+  assert len(calls) == expected
+
+
+def test_unavailable_kernel_is_a_clear_error_and_the_network_falls_back(monkeypatch):
+  monkeypatch.setattr(lif_kernel, 'available', lambda: False)
+  monkeypatch.setattr(lif_kernel, 'unavailable_reason', lambda: 'no compiler')
+  x, mul, add, _ = _operands(3, (3, 4, 8), 1)
+  with pytest.raises(RuntimeError, match='LIF kernel is not available here: no compiler'):
+    lif_kernel.lif_affine_sequence(x, mul, add, neurons.LIFParams())
+  v = _net('auto').init({'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(1)},
+                        jnp.zeros((2, 8, 8, 3)), train=False)
+  assert 'batch_stats' in v
+
+
+def test_bad_lif_kernel_setting_is_one_line_error():
+  with pytest.raises(ValueError, match="lif_kernel 'yes' is not one of"):
+    _net('yes').init({'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(1)},
+                     jnp.zeros((1, 8, 8, 3)), train=False)
