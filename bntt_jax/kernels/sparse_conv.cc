@@ -1,13 +1,14 @@
 // Event-driven 3x3 'SAME' convolutions for XLA:CPU (see bntt_jax/sparse_conv.py).
 //
 // x [N, H, W, C] (mostly zeros: spikes), w [3, 3, C, D], dy [N, H, W, D], all float32, row-major.
-// Both kernels list each pixel's nonzero input channels, one sample at a time, and touch only
-// those (adds alone when every nonzero is 1, as spikes are):
+// Both kernels list the input's nonzeros, one sample at a time, and touch only those (adds
+// alone when every nonzero is 1, as spikes are):
 //   forward  y[p, :]      = sum_{tap, c: x[p + tap, c] != 0} x[p + tap, c] * w[tap, c, :]
 //   weights  dw[tap, c, :] = sum_{p: x[p + tap, c] != 0} x[p + tap, c] * dy[p, :]
-// The forward accumulates 64 output channels in registers per output pixel; the weight gradient
-// scatters into a fixed number of partial copies of dw and adds them in a fixed order, so both
-// are deterministic. Requires AVX-512F, C % 16 == 0 and D % 64 == 0 (the Python side checks;
+// The forward walks each pixel's nonzero channels and accumulates 64 output channels of y[p] in
+// registers; the weight gradient walks each channel's nonzero pixels and accumulates 64 or 128
+// channels of dw[tap, c] in registers, per sample, into a fixed number of partial copies of dw
+// that are added in a fixed order. Both are deterministic. Requires AVX-512F, C % 16 == 0 and D % 64 == 0 (the Python side checks;
 // it uses XLA's convolution otherwise).
 #ifndef __AVX512F__
 #error "bntt_jax sparse convolutions need AVX-512F"
@@ -120,8 +121,8 @@ inline void ForEachNeighbour(const SampleLists& l, int64_t i, int64_t j, const S
 template <bool kBinary>
 void ForwardSample(const SampleLists& l, const float* w, float* y, const Shape& s) {
   const int64_t h = s.h, wd = s.w, c = s.c, d = s.d;
-  for (int64_t i = 0; i < h; ++i)
-    for (int64_t db = 0; db < d; db += kBlock)
+  for (int64_t db = 0; db < d; db += kBlock)   // block-major: its weight slice stays in cache
+    for (int64_t i = 0; i < h; ++i)
       for (int64_t j = 0; j < wd; ++j) {
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         ForEachNeighbour<kBinary>(l, i, j, s, [&](int tap, const uint16_t* iq, const float* vq,
@@ -162,60 +163,106 @@ void Forward(const float* x, const float* w, float* y, const Shape& s) {
   });
 }
 
-// acc[tap, c, db:db+64] += x[n, q + tap, c] * dy[n, q, db:db+64] over one sample's nonzeros.
-template <bool kBinary>
-void WeightGradSample(const SampleLists& l, const float* dy, float* acc, int64_t db,
-                      const Shape& s) {
-  const int64_t h = s.h, wd = s.w, c = s.c, d = s.d;
-  for (int64_t i = 0; i < h; ++i)
-    for (int64_t j = 0; j < wd; ++j) {
-      const float* g = dy + (i * wd + j) * d + db;
-      const __m512 g0 = _mm512_loadu_ps(g), g1 = _mm512_loadu_ps(g + 16),
-                   g2 = _mm512_loadu_ps(g + 32), g3 = _mm512_loadu_ps(g + 48);
-      ForEachNeighbour<kBinary>(l, i, j, s, [&](int tap, const uint16_t* iq, const float* vq,
-                                                int K) {
-        float* at = acc + tap * c * d + db;
-        for (int k = 0; k < K; ++k) {
-          float* r = at + static_cast<int64_t>(iq[k]) * d;
-          if constexpr (kBinary) {
-            _mm512_storeu_ps(r, _mm512_add_ps(g0, _mm512_loadu_ps(r)));
-            _mm512_storeu_ps(r + 16, _mm512_add_ps(g1, _mm512_loadu_ps(r + 16)));
-            _mm512_storeu_ps(r + 32, _mm512_add_ps(g2, _mm512_loadu_ps(r + 32)));
-            _mm512_storeu_ps(r + 48, _mm512_add_ps(g3, _mm512_loadu_ps(r + 48)));
-          } else {
-            const __m512 v = _mm512_set1_ps(vq[k]);
-            _mm512_storeu_ps(r, _mm512_fmadd_ps(v, g0, _mm512_loadu_ps(r)));
-            _mm512_storeu_ps(r + 16, _mm512_fmadd_ps(v, g1, _mm512_loadu_ps(r + 16)));
-            _mm512_storeu_ps(r + 32, _mm512_fmadd_ps(v, g2, _mm512_loadu_ps(r + 32)));
-            _mm512_storeu_ps(r + 48, _mm512_fmadd_ps(v, g3, _mm512_loadu_ps(r + 48)));
+// The nonzero pixels of each channel of one sample: pix[c * pixels + k] (value val[...], or 1 when
+// `binary`) for k < cnt[c], as row offsets into the sample's zero-padded [H + 2, W + 2] grid.
+struct ChannelLists {
+  std::vector<int32_t> pix, cnt;
+  std::vector<float> val;
+  bool binary = true;
+
+  void Build(const float* x, const Shape& s) {
+    const int64_t pixels = s.h * s.w;
+    pix.resize(s.c * pixels);
+    cnt.assign(s.c, 0);
+    val.resize(s.c * pixels);
+    const __m512 one = _mm512_set1_ps(1.f);
+    binary = true;
+    for (int64_t i = 0; i < s.h; ++i)
+      for (int64_t j = 0; j < s.w; ++j) {
+        const float* xq = x + (i * s.w + j) * s.c;
+        const int32_t q = static_cast<int32_t>((i + 1) * (s.w + 2) + j + 1);
+        for (int64_t ch = 0; ch < s.c; ch += 16) {
+          const __m512 v = _mm512_loadu_ps(xq + ch);
+          __mmask16 m = _mm512_cmpneq_ps_mask(v, _mm512_setzero_ps());
+          binary &= _mm512_mask_cmpneq_ps_mask(m, v, one) == 0;
+          while (m) {
+            const int64_t c = ch + __builtin_ctz(m), k = c * pixels + cnt[c]++;
+            pix[k] = q;
+            val[k] = xq[c];
+            m &= m - 1;
           }
         }
-      });
+      }
+  }
+};
+
+// acc[tap, c, db:db+16V] += sum over the nonzeros x[q, c] of x[q, c] * dy[q - tap, db:db+16V],
+// for one sample. dyp is the sample's dy block on the zero-padded grid (so a neighbour outside
+// the image reads zeros); the sums build up in V registers per (tap, c): only loads and adds.
+template <int kV, bool kBinary>
+void WeightGradSample(const ChannelLists& l, const float* dyp, float* acc, int64_t db,
+                      const Shape& s) {
+  const int64_t pixels = s.h * s.w, pw = s.w + 2;
+  for (int64_t c = 0; c < s.c; ++c) {
+    const int32_t* pix = l.pix.data() + c * pixels;
+    const float* val = l.val.data() + c * pixels;
+    const int K = l.cnt[c];
+    if (!K) continue;
+    for (int tap = 0; tap < 9; ++tap) {
+      const float* base = dyp - ((tap / 3 - 1) * pw + (tap % 3 - 1)) * (kV * 16);
+      __m512 a[kV];
+      for (int v = 0; v < kV; ++v) a[v] = _mm512_setzero_ps();
+      for (int k = 0; k < K; ++k) {
+        const float* r = base + static_cast<int64_t>(pix[k]) * (kV * 16);
+        if constexpr (kBinary) {
+          for (int v = 0; v < kV; ++v) a[v] = _mm512_add_ps(a[v], _mm512_load_ps(r + 16 * v));
+        } else {
+          const __m512 x = _mm512_set1_ps(val[k]);
+          for (int v = 0; v < kV; ++v) a[v] = _mm512_fmadd_ps(x, _mm512_load_ps(r + 16 * v), a[v]);
+        }
+      }
+      float* o = acc + (tap * s.c + c) * s.d + db;
+      for (int v = 0; v < kV; ++v)
+        _mm512_storeu_ps(o + 16 * v, _mm512_add_ps(a[v], _mm512_loadu_ps(o + 16 * v)));
     }
+  }
 }
 
 // The samples are split into kChunks fixed ranges, each summed into its own copy of dw (an item
-// is one range and one block of 64 output channels, block-major so that the threads share one
+// is one range and one block of output channels, block-major so that the threads share one
 // block at a time, which stays in cache); the copies are then added in a fixed order. The result
 // is the same whatever the number of threads and the order they take the items in.
 constexpr int64_t kChunks = 8;
 
+template <int kV>
 void WeightGrad(const float* x, const float* dy, float* dw, const Shape& s) {
-  const int64_t size = 9 * s.c * s.d, pixels = s.h * s.w;
-  const int64_t chunks = std::min(kChunks, s.n), blocks = s.d / kBlock;
+  constexpr int64_t bw = kV * 16;
+  const int64_t size = 9 * s.c * s.d, pixels = s.h * s.w, grid = (s.h + 2) * (s.w + 2);
+  const int64_t chunks = std::min(kChunks, s.n), blocks = s.d / bw;
   std::vector<Aligned> acc(chunks);
   for (auto& a : acc) {
     a = Aligned(size);
     std::memset(a.get(), 0, size * sizeof(float));
   }
-  std::vector<SampleLists> lists(NumThreads());
+  std::vector<ChannelLists> lists(NumThreads());
+  std::vector<Aligned> pad;
+  for (int t = 0; t < NumThreads(); ++t) {
+    pad.emplace_back(grid * bw);
+    std::memset(pad.back().get(), 0, grid * bw * sizeof(float));   // the border stays zero
+  }
   ParallelFor(chunks * blocks, [&](int64_t item, int t) {
-    const int64_t db = item / chunks * kBlock, chunk = item % chunks;
-    SampleLists& l = lists[t];
+    const int64_t db = item / chunks * bw, chunk = item % chunks;
+    ChannelLists& l = lists[t];
+    float* dyp = pad[t].get();
     for (int64_t n = s.n * chunk / chunks; n < s.n * (chunk + 1) / chunks; ++n) {
-      l.Build(x + n * pixels * s.c, pixels, s.c);
-      if (l.binary) WeightGradSample<true>(l, dy + n * pixels * s.d, acc[chunk].get(), db, s);
-      else WeightGradSample<false>(l, dy + n * pixels * s.d, acc[chunk].get(), db, s);
+      l.Build(x + n * pixels * s.c, s);
+      const float* g = dy + n * pixels * s.d + db;
+      for (int64_t i = 0; i < s.h; ++i)
+        for (int64_t j = 0; j < s.w; ++j)
+          std::memcpy(dyp + ((i + 1) * (s.w + 2) + j + 1) * bw, g + (i * s.w + j) * s.d,
+                      bw * sizeof(float));
+      if (l.binary) WeightGradSample<kV, true>(l, dyp, acc[chunk].get(), db, s);
+      else WeightGradSample<kV, false>(l, dyp, acc[chunk].get(), db, s);
     }
   });
   const int64_t grain = 1 << 14;
@@ -255,7 +302,9 @@ ffi::Error WeightGradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
     return ffi::Error::InvalidArgument("sparse conv: x [N,H,W,C] and dy [N,H,W,D] expected");
   Shape s{xd[0], xd[1], xd[2], xd[3], gd[3]};
   if (auto e = CheckShapes(s); e.failure()) return e;
-  WeightGrad(x.typed_data(), dy.typed_data(), dw->typed_data(), s);
+  // 128 output channels per pass where they divide (fewer passes over the lists), else 64.
+  if (s.d % 128 == 0) WeightGrad<8>(x.typed_data(), dy.typed_data(), dw->typed_data(), s);
+  else WeightGrad<4>(x.typed_data(), dy.typed_data(), dw->typed_data(), s);
   return ffi::Error::Success();
 }
 
