@@ -101,9 +101,9 @@ class SpikingBlock(nn.Module):
       layer): a float32 3x3 convolution then runs event-driven where
       :func:`bntt_jax.sparse_conv.available` (same parameters, same result up
       to float32 rounding).
-    lif_kernel: run a float32 LIF recurrence (``__call__``) in the CPU
-      kernel of :mod:`bntt_jax.lif_kernel` where available (equal spikes,
-      gradients up to float32 rounding), else in ``lax.scan``.
+    lif_kernel: run the LIF recurrence of ``__call__`` (float32 membranes)
+      in the CPU kernel of :mod:`bntt_jax.lif_kernel` where available (equal
+      spikes, gradients up to float32 rounding), else in ``lax.scan``.
   """
   spec: LayerSpec
   num_steps: int
@@ -150,9 +150,11 @@ class SpikingBlock(nn.Module):
     return out.reshape((k, b) + out.shape[1:]), counts
 
   def _lif(self, i: Array, mul: Array, add: Array) -> Array:
-    if (self.lif_kernel and lif_kernel_lib.supports(i, mul, add)
-        and lif_kernel_lib.available()):
-      return lif_kernel_lib.lif_affine_sequence(i, mul, add, self.neuron)
+    if self.lif_kernel and jnp.promote_types(i.dtype, jnp.float32) == jnp.float32:
+      # A bfloat16/float16 synapse's output is widened as the scan widens it: the same numbers.
+      i32 = i.astype(jnp.float32)
+      if lif_kernel_lib.supports(i32, mul, add) and lif_kernel_lib.available():
+        return lif_kernel_lib.lif_affine_sequence(i32, mul, add, self.neuron)
     return neurons_lib.lif_affine_sequence(i, mul, add, self.neuron)
 
   def step(self, u: Array, x: Array, t: Array, *, train: bool) -> Tuple[Array, Array, Array]:

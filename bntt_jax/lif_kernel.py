@@ -40,9 +40,11 @@ def unavailable_reason() -> str:
 
 
 def supports(x, mul, add) -> bool:
-  """Whether the kernel takes these operands (float32, a batch divisible into mul's groups)."""
-  return (all(a.dtype == jnp.float32 for a in (x, mul, add)) and x.ndim >= 3 and mul.ndim == 3
-          and x.shape[1] % mul.shape[1] == 0)
+  """Whether the kernel takes these operands: float32, ``x [T, N, ..., C]``, ``mul`` and ``add``
+  ``[T, G, C]`` with ``N`` divisible into the ``G`` groups."""
+  return (all(a.dtype == jnp.float32 for a in (x, mul, add)) and x.ndim >= 3
+          and mul.shape == add.shape and mul.ndim == 3 and mul.shape[0] == x.shape[0]
+          and mul.shape[2] == x.shape[-1] and x.shape[1] % mul.shape[1] == 0)
 
 
 def _grouped(x, mul):

@@ -285,7 +285,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     logging.info('event-driven convolutions: %s', 'on' if sparse_conv.available() else
                  f'off ({sparse_conv.unavailable_reason()})')
   if (config.model.lif_kernel == 'auto' and config.model.schedule == 'layer'
-      and config.model.neuron == 'lif' and config.model.dtype == 'float32'):
+      and config.model.neuron == 'lif'):
     logging.info('LIF kernel: %s', 'on' if lif_kernel.available() else
                  f'off ({lif_kernel.unavailable_reason()})')
   learning_rate_fn = create_learning_rate_fn(config, steps_per_epoch)
