@@ -1,9 +1,9 @@
 """Native CPU kernels: the C++ sources in ``kernels/`` compiled on first use, registered with XLA.
 
-Each source ``kernels/<name>.cc`` defines XLA FFI handlers. :func:`load` compiles it once per
+Each source ``kernels/<name>.cc`` defines XLA FFI handlers (and may include the headers there). :func:`load` compiles it once per
 machine with the system's C++ compiler (``$CXX``, default ``g++``, ``-O3 -march=native``) into a
 cache directory (``$BNTT_KERNEL_CACHE``, default ``~/.cache/bntt_jax``; the file name holds a
-hash of the source, jaxlib's version, the flags and the CPU's model and flags, and is written
+hash of the source and the headers, jaxlib's version, the flags and the CPU's model and flags, and is written
 atomically) and registers its handlers as XLA custom-call targets for the CPU.
 
 The kernels serve a single CPU device on Linux: an FFI call has no sharding rule, so on several
@@ -13,6 +13,7 @@ operations where :func:`load` says no, with its reason.
 from __future__ import annotations
 
 import ctypes
+import glob
 import hashlib
 import os
 import subprocess
@@ -45,9 +46,10 @@ def _build(name: str) -> str:
   cxx = os.environ.get('CXX', 'g++')
   flags = ['-O3', '-march=native', '-std=c++17', '-shared', '-fPIC', '-w',
            '-isystem', jax.ffi.include_dir()]
-  with open(source(name), 'rb') as f:
-    key = hashlib.sha256(f.read() + ' '.join([cxx, jaxlib.__version__, *flags,
-                                              *cpu_lines()]).encode())
+  key = hashlib.sha256(' '.join([cxx, jaxlib.__version__, *flags, *cpu_lines()]).encode())
+  for path in [source(name)] + sorted(glob.glob(os.path.join(_KERNELS, '*.h'))):
+    with open(path, 'rb') as f:
+      key.update(f.read())
   cache = os.environ.get('BNTT_KERNEL_CACHE') or os.path.join(
       os.path.expanduser('~'), '.cache', 'bntt_jax')
   path = os.path.join(cache, f'{name}_{key.hexdigest()[:16]}.so')

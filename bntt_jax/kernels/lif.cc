@@ -14,15 +14,16 @@
 // slice of every operand at each step instead. dmul and dadd are summed per fixed range of rows
 // and the ranges added in a fixed order: deterministic whatever the threads.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <thread>
 #include <vector>
 
+#include "parallel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using bntt::NumThreads;
+using bntt::ParallelFor;
 
 namespace {
 
@@ -39,21 +40,6 @@ struct Shape {
 
 constexpr int64_t kBlockFloats = 2048;  // floats of one row block: 8 KB per time step
 constexpr int64_t kRanges = 32;         // fixed row ranges per group (the reduction's grain)
-
-// f(item, thread) for every item in [0, n), handed out to the threads as they become free.
-template <typename F>
-void ParallelFor(int64_t n, F&& f) {
-  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int threads = static_cast<int>(std::min<int64_t>(hw, std::max<int64_t>(n, 1)));
-  std::atomic<int64_t> next{0};
-  auto work = [&](int t) {
-    for (int64_t i; (i = next.fetch_add(1)) < n;) f(i, t);
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (auto& th : pool) th.join();
-}
 
 // Row range [r0, r1) of group g's M rows for range index r of `ranges`.
 inline void RowRange(int64_t m, int64_t ranges, int64_t r, int64_t* r0, int64_t* r1) {
@@ -100,7 +86,7 @@ void Forward(const float* x, const float* mul, const float* add, float* s, const
              const Params& p) {
   const int64_t ranges = std::min(kRanges, sh.m), step = sh.g * sh.m * sh.c;
   const int64_t block = BlockRows(sh.c);
-  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int hw = NumThreads();
   std::vector<std::vector<float>> u(hw, std::vector<float>(block * sh.c));
   ParallelFor(sh.g * ranges, [&](int64_t item, int t) {
     const int64_t g = item / ranges;
@@ -123,7 +109,7 @@ void Backward(const float* x, const float* mul, const float* add, const float* g
               float* dmul, float* dadd, const Shape& sh, const Params& p) {
   const int64_t ranges = std::min(kRanges, sh.m), step = sh.g * sh.m * sh.c;
   const int64_t block = BlockRows(sh.c), tc = sh.t * sh.c;
-  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int hw = NumThreads();
   std::vector<std::vector<float>> u(hw, std::vector<float>(block * sh.c)),
       upre(hw, std::vector<float>(sh.t * block * sh.c)), delta(hw, std::vector<float>(block * sh.c));
   // Partial sums per (group, range): [T, C] of dmul then [T, C] of dadd.

@@ -16,17 +16,18 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <thread>
 #include <vector>
 
+#include "parallel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using bntt::NumThreads;
+using bntt::ParallelFor;
 
 namespace {
 
@@ -35,25 +36,6 @@ constexpr int kBlock = 64;  // output channels per register block (4 x 16 floats
 struct Shape {
   int64_t n, h, w, c, d;
 };
-
-int NumThreads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
-
-// f(item, thread) for every item in [0, n), handed out to the threads as they become free: XLA
-// may run other work on the same cores meanwhile, and a static split would leave a thread that
-// lost its core the last to finish. Each item is done whole by one thread, so results do not
-// depend on the scheduling.
-template <typename F>
-void ParallelFor(int64_t n, F&& f) {
-  int threads = static_cast<int>(std::min<int64_t>(NumThreads(), std::max<int64_t>(n, 1)));
-  std::atomic<int64_t> next{0};
-  auto work = [&](int t) {
-    for (int64_t i; (i = next.fetch_add(1)) < n;) f(i, t);
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (auto& th : pool) th.join();
-}
 
 // 64-byte aligned float storage: a 16-float row then never straddles two cache lines.
 struct Aligned {
