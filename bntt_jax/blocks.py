@@ -142,8 +142,8 @@ class SpikingBlock(nn.Module):
     if self.neuron == 'relu':
       s = jax.nn.relu(norms_lib.apply_affine(i, mul, add, stepwise=True))
     else:
-      # The norm's per-step affine map runs inside the LIF scan (one pass over
-      # memory); the membrane is float32 or wider whatever the synapse's dtype.
+      # The norm's per-step affine map runs inside the LIF recurrence (one pass
+      # over memory); the membrane is float32 or wider whatever the synapse's dtype.
       s = self._lif(i, mul, add)
     counts = _count(s, 2)
     out = avg_pool(s.reshape((k * b,) + s.shape[2:]), self.spec.pool)

@@ -93,9 +93,9 @@ class SpikingNetwork(nn.Module):
     sparse_conv: ``auto``: a 3x3 convolution whose input is an unpooled
       spiking layer's output runs event-driven where it can
       (:mod:`bntt_jax.sparse_conv`); ``off``: XLA's convolutions only.
-    lif_kernel: ``auto``: a float32 LIF layer of the ``layer`` schedule runs
-      its recurrence in one CPU kernel per pass where it can
-      (:mod:`bntt_jax.lif_kernel`); ``off``: ``lax.scan`` only.
+    lif_kernel: ``auto``: a LIF layer of the ``layer`` schedule (float32
+      membranes, any synapse dtype) runs its recurrence in one CPU kernel per
+      pass where it can (:mod:`bntt_jax.lif_kernel`); ``off``: ``lax.scan``.
   """
   layers: Tuple[blocks_lib.LayerSpec, ...]
   num_classes: int
