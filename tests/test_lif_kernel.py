@@ -35,6 +35,7 @@ def _operands(seed, shape, groups):
     ((5, 6, 7, 2), 2),        # two statistics groups, tiny channel count
     ((25, 3, 1030), 1),       # dense-like [T, B, F], rows longer than a block
     ((3, 70, 4, 4, 64), 1),   # more rows than the kernel's fixed ranges
+    ((1, 5, 40), 1),          # one step
 ])
 def test_spikes_and_gradients_equal_the_scan(surrogate, shape, groups):
   _needs_kernel()
