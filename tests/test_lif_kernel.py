@@ -11,6 +11,7 @@ from bntt_jax import lif_kernel
 from bntt_jax import models
 from bntt_jax import network
 from bntt_jax import neurons
+import step_fixtures
 
 
 def _needs_kernel():
@@ -84,21 +85,8 @@ def test_network_with_the_kernel_equals_the_scan(dtype, rtol):
   _needs_kernel()
   x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (6, 8, 8, 3)), jnp.float32)
   y = jnp.arange(6) % 10
-  keys = {'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(1)}
-  results = {}
-  for lif in ('auto', 'off'):
-    model = _net(lif, dtype=dtype)
-    v = model.init(keys, x, train=False)
-
-    def loss(p, model=model, v=v):
-      out, upd = model.apply({'params': p, 'batch_stats': v['batch_stats']}, x, train=True,
-                             rngs={'poisson': jax.random.PRNGKey(2)}, mutable=['batch_stats'])
-      lp = jax.nn.log_softmax(out.logits)
-      return -jnp.mean(lp[jnp.arange(6), y]), (upd['batch_stats'], out.spikes)
-
-    (l, (stats, spikes)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(v['params'])
-    results[lif] = (l, stats, spikes, grads)
-  (l_a, s_a, sp_a, g_a), (l_o, s_o, sp_o, g_o) = results['auto'], results['off']
+  (_, l_a, s_a, sp_a, g_a), (_, l_o, s_o, sp_o, g_o) = (
+      step_fixtures.init_and_step(_net(lif, dtype=dtype), x, y) for lif in ('auto', 'off'))
   assert all(float(jnp.sum(s)) > 0 for s in jax.tree.leaves(sp_a))
   np.testing.assert_allclose(l_a, l_o, rtol=1e-6)
   jax.tree.map(np.testing.assert_array_equal, sp_a, sp_o)   # spike counts: equal

@@ -10,6 +10,7 @@ import pytest
 from bntt_jax import blocks
 from bntt_jax import models
 from bntt_jax import sparse_conv
+import step_fixtures
 
 
 def _needs_kernels():
@@ -69,21 +70,8 @@ def test_network_with_event_driven_convolutions_equals_dense_one(schedule):
   _needs_kernels()
   x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (4, 8, 8, 3)), jnp.float32)
   y = jnp.arange(4) % 10
-  keys = {'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(1)}
-  results = {}
-  for sparse in ('auto', 'off'):
-    model = _net(sparse, schedule)
-    v = model.init(keys, x, train=False)
-
-    def loss(p, model=model, v=v):
-      out, upd = model.apply({'params': p, 'batch_stats': v['batch_stats']}, x, train=True,
-                             rngs={'poisson': jax.random.PRNGKey(2)}, mutable=['batch_stats'])
-      lp = jax.nn.log_softmax(out.logits)
-      return -jnp.mean(lp[jnp.arange(4), y]), (upd['batch_stats'], out.spikes)
-
-    (l, (stats, spikes)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(v['params'])
-    results[sparse] = (v['params'], l, stats, spikes, grads)
-  (p_a, l_a, s_a, sp_a, g_a), (p_o, l_o, s_o, sp_o, g_o) = results['auto'], results['off']
+  (p_a, l_a, s_a, sp_a, g_a), (p_o, l_o, s_o, sp_o, g_o) = (
+      step_fixtures.init_and_step(_net(sparse, schedule), x, y) for sparse in ('auto', 'off'))
   # The same parameters (names, shapes, initial values): checkpoints are interchangeable.
   jax.tree.map(np.testing.assert_array_equal, p_a, p_o)
   # conv2 takes conv1's spikes: event-driven; conv1 (pixels) and conv3 (pooled spikes) stay

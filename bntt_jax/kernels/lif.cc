@@ -30,8 +30,7 @@ namespace {
 enum Surrogate : int32_t { kTriangle = 0, kFastSigmoid = 1, kArctan = 2 };
 
 struct Params {
-  float leak, threshold, alpha;
-  int32_t surrogate;
+  float leak, threshold, alpha;   // the surrogate's kind is a template argument of Backward
 };
 
 struct Shape {
@@ -179,19 +178,13 @@ ffi::Error Check(ffi::Buffer<ffi::F32>& x, ffi::Buffer<ffi::F32>& mul, ffi::Buff
   return ffi::Error::Success();
 }
 
-ffi::Error CheckParams(const Params& p) {
-  if (p.surrogate < kTriangle || p.surrogate > kArctan)
-    return ffi::Error::InvalidArgument("lif kernel: unknown surrogate");
-  return ffi::Error::Success();
-}
-
 ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> mul,
                        ffi::Buffer<ffi::F32> add, ffi::ResultBuffer<ffi::F32> s, float leak,
                        float threshold) {
   Shape sh;
   if (auto e = Check(x, mul, add, &sh); e.failure()) return e;
   Forward(x.typed_data(), mul.typed_data(), add.typed_data(), s->typed_data(), sh,
-          Params{leak, threshold, 0.f, kTriangle});
+          Params{leak, threshold, 0.f});
   return ffi::Error::Success();
 }
 
@@ -202,8 +195,9 @@ ffi::Error BackwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> mul,
                         int32_t surrogate, float alpha) {
   Shape sh;
   if (auto e = Check(x, mul, add, &sh); e.failure()) return e;
-  const Params p{leak, threshold, alpha, surrogate};
-  if (auto e = CheckParams(p); e.failure()) return e;
+  if (surrogate < kTriangle || surrogate > kArctan)
+    return ffi::Error::InvalidArgument("lif kernel: unknown surrogate");
+  const Params p{leak, threshold, alpha};
   auto run = [&](auto backward) {
     backward(x.typed_data(), mul.typed_data(), add.typed_data(), gs.typed_data(), dx->typed_data(),
              dmul->typed_data(), dadd->typed_data(), sh, p);
