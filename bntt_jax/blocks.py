@@ -104,6 +104,8 @@ class SpikingBlock(nn.Module):
     lif_kernel: run the LIF recurrence of ``__call__`` (float32 membranes)
       in the CPU kernel of :mod:`bntt_jax.lif_kernel` where available (equal
       spikes, gradients up to float32 rounding), else in ``lax.scan``.
+    axis_name: the mesh axis the batch is split over when the block runs inside
+      ``shard_map`` (the norm's statistics then span it; :mod:`bntt_jax.norms`).
   """
   spec: LayerSpec
   num_steps: int
@@ -114,6 +116,7 @@ class SpikingBlock(nn.Module):
   kernel_init: Any = reference_init
   sparse_input: bool = False
   lif_kernel: bool = False
+  axis_name: Optional[str] = None
 
   def setup(self):
     s = self.spec
@@ -125,7 +128,8 @@ class SpikingBlock(nn.Module):
     else:
       self.synapse = nn.Dense(s.features, use_bias=False, kernel_init=self.kernel_init,
                               dtype=self.dtype)
-    self.norm_layer = norms_lib.make_norm(self.norm, self.num_steps, **dict(self.norm_kwargs))
+    self.norm_layer = norms_lib.make_norm(self.norm, self.num_steps, axis_name=self.axis_name,
+                                          **dict(self.norm_kwargs))
 
   def current(self, x: Array) -> Array:
     """Synaptic input ``[N, ...]`` -> ``[N, ...]``, time-agnostic."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-from typing import Any, Iterable, Tuple
+from typing import Any, Iterable, Optional, Sequence, Tuple
 
 import ml_collections
 
@@ -68,8 +68,13 @@ def _positive(what: str, value: Any) -> None:
     raise ConfigError(what, value, 'a number > 0')
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
-  """Check every value; raise ``ConfigError`` at the first one not accepted."""
+def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
+             check_data: bool = True) -> None:
+  """Check every value; raise ``ConfigError`` at the first one not accepted.
+
+  ``check_data=False`` skips the one check that looks at the disk (the data directory), for
+  a plan of a run on another machine.
+  """
   # pylint: disable=g-import-not-at-top
   from bntt_jax import data, models, neurons, norms, network
   from bntt_jax.data import pipeline
@@ -145,36 +150,49 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     raise ConfigError('eval timesteps', e.timesteps, f'an integer in 1..{m.timesteps} (T)')
   _int_at_least('eval num_keys', e.num_keys, 1)
   # The data directory last: it is the only check that looks at the disk.
-  data.check_data_dir(d.name, d.source, d.dir)
+  if check_data:
+    data.check_data_dir(d.name, d.source, d.dir)
 
 
-def model_kwargs(config: ml_collections.ConfigDict, num_classes: int) -> dict:
+def model_kwargs(config: ml_collections.ConfigDict, num_classes: int, *,
+                 devices: Optional[Sequence[Any]] = None, axis_name: Optional[str] = None) -> dict:
   """``create_model`` arguments of ``config.model``.
 
-  ``batch_stats = per_device`` splits the norms' batch statistics into one
-  group per device (``stat_groups``; the global batch is laid out device by
-  device along the ``data`` mesh axis).
+  Args:
+    devices: the devices the model will run on (default: this process's
+      view, ``jax.devices()``). ``batch_stats = per_device`` splits the
+      norms' batch statistics into one group per device (``stat_groups``; the
+      global batch is laid out device by device along the ``data`` mesh
+      axis); the CPU kernels (``sparse_conv``, ``lif_kernel``: ``auto``) are
+      switched off unless the target is one CPU device, whatever the host's
+      own backend (a TPU program compiled on a CPU host must not embed CPU
+      custom calls).
+    axis_name: the mesh axis of a network applied inside ``shard_map``.
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   m = config.model
+  devices = list(jax.devices() if devices is None else devices)
   dtype = {'float32': None, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}[m.dtype]
   norm_kwargs = m.norm_kwargs.to_dict()
   if m.batch_stats == 'per_device':
-    norm_kwargs['stat_groups'] = jax.device_count()
+    norm_kwargs['stat_groups'] = len(devices)
+  one_cpu = len(devices) == 1 and devices[0].platform == 'cpu'
+  kernel = lambda setting: setting if one_cpu else 'off'
   return dict(num_classes=m.num_classes or num_classes, num_steps=m.timesteps, norm=m.norm,
               leak=m.leak, threshold=m.threshold, surrogate=m.surrogate,
               surrogate_alpha=m.surrogate_alpha, neuron=m.neuron, encoding=m.encoding,
               rescale=m.rescale, schedule=m.schedule, unroll=m.unroll, dtype=dtype,
-              remat=m.remat, sparse_conv=m.sparse_conv, lif_kernel=m.lif_kernel,
-              norm_kwargs=norm_kwargs,
-              arch_kwargs=m.arch_kwargs.to_dict())
+              remat=m.remat, sparse_conv=kernel(m.sparse_conv), lif_kernel=kernel(m.lif_kernel),
+              norm_kwargs=norm_kwargs, arch_kwargs=m.arch_kwargs.to_dict(), axis_name=axis_name)
 
 
-def create_model(config: ml_collections.ConfigDict, num_classes: int):
-  """The flax module ``config.model`` describes."""
+def create_model(config: ml_collections.ConfigDict, num_classes: int, *,
+                 devices: Optional[Sequence[Any]] = None, axis_name: Optional[str] = None):
+  """The flax module ``config.model`` describes (arguments: :func:`model_kwargs`)."""
   from bntt_jax import models  # pylint: disable=g-import-not-at-top
-  return models.create_model(config.model.arch, **model_kwargs(config, num_classes))
+  return models.create_model(config.model.arch, **model_kwargs(
+      config, num_classes, devices=devices, axis_name=axis_name))
 
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from bntt_jax import native
 from bntt_jax import neurons
+from bntt_jax import vma
 
 _FORWARD, _BACKWARD = 'bntt_lif_forward', 'bntt_lif_backward'
 _SURROGATE_CODE = {'triangle': 0, 'fast_sigmoid': 1, 'arctan': 2}
@@ -68,8 +69,8 @@ def lif_affine_sequence(x, mul, add, p: neurons.LIFParams):
   if not available():
     raise RuntimeError(f'the LIF kernel is not available here: {unavailable_reason()}')
   xg = _grouped(x, mul)
-  s = jax.ffi.ffi_call(_FORWARD, jax.ShapeDtypeStruct(xg.shape, jnp.float32),
-                       vmap_method='sequential')(xg, mul, add, **_attrs(p))
+  s = native.call(_FORWARD, jax.ShapeDtypeStruct(xg.shape, jnp.float32), xg, mul, add,
+                  **_attrs(p))
   return s.reshape(x.shape)
 
 
@@ -81,12 +82,12 @@ def _bwd(p, res, g):
   x, mul, add = res
   xg = _grouped(x, mul)
   f32 = lambda a: jax.ShapeDtypeStruct(a.shape, jnp.float32)
-  dx, dmul, dadd = jax.ffi.ffi_call(
-      _BACKWARD, (f32(xg), f32(mul), f32(add)), vmap_method='sequential')(
-          xg, mul, add, _grouped(g.astype(jnp.float32), mul), **_attrs(p),
-          surrogate=np.int32(_SURROGATE_CODE[p.surrogate.name]),
-          alpha=np.float32(p.surrogate.alpha))
-  return dx.reshape(x.shape), dmul, dadd
+  dx, dmul, dadd = native.call(
+      _BACKWARD, (f32(xg), f32(mul), f32(add)), xg, mul, add,
+      _grouped(g.astype(jnp.float32), mul), **_attrs(p),
+      surrogate=np.int32(_SURROGATE_CODE[p.surrogate.name]), alpha=np.float32(p.surrogate.alpha))
+  return (vma.cotangent_for(dx.reshape(x.shape), x), vma.cotangent_for(dmul, mul),
+          vma.cotangent_for(dadd, add))
 
 
 lif_affine_sequence.defvjp(_fwd, _bwd)

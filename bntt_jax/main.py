@@ -6,6 +6,11 @@ Without ``--config`` the embedded default (digits, no download) runs; without
 ``--workdir`` a fresh ``runs/<config>-<time>`` is used. Rerunning a command
 with the same ``--workdir`` resumes from its last checkpoint. A value that is
 not accepted ends the run with one ``error:`` line and exit code 2.
+
+``--plan`` first compiles the run's train and eval steps for this machine's devices
+(:mod:`bntt_jax.plan`, before any data is read) and prints what they need per device; a
+step that does not fit a device's memory stops the run there, with the largest per-device
+batch that fits.
 """
 import datetime
 import os
@@ -68,6 +73,14 @@ def main(argv):
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
   logging.info('Workdir: %s', os.path.abspath(workdir))
+  if FLAGS.plan:
+    from bntt_jax import plan  # pylint: disable=g-import-not-at-top
+    report = plan.plan(config, jax.devices())
+    if sharding.is_main_process():
+      for line in plan.summary_lines(report):
+        print(line, flush=True)
+    if report['fits'] is False:
+      _fail(plan.does_not_fit_message(report))
   try:
     train.train_and_evaluate(config, workdir)
   except (ConfigError, DataError) as e:
@@ -96,6 +109,8 @@ def run():
     _fail(str(e))
   flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, metrics); default: a new '
                       'directory under runs/.')
+  flags.DEFINE_bool('plan', False, "Compile the run's steps for this machine's devices first and "
+                    'stop if they do not fit its memory (bntt_jax.plan).')
   config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Training config file.',
                                   lock_config=True)
   app.run(main, flags_parser=parse_flags)

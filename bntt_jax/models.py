@@ -69,7 +69,7 @@ def create_model(arch: str, *, num_classes: int, num_steps: int, norm: str = 'bn
                  encoding: str = 'poisson', rescale: float = 2.0, schedule: str = 'layer',
                  unroll: int = 1, dtype: Any = None, remat: bool = False,
                  sparse_conv: str = 'auto', lif_kernel: str = 'auto', norm_kwargs: dict | None = None,
-                 arch_kwargs: dict | None = None) -> SpikingNetwork:
+                 arch_kwargs: dict | None = None, axis_name: str | None = None) -> SpikingNetwork:
   """A network by architecture name; every argument is checked with a one-line error."""
   if arch not in ARCHITECTURES:
     raise ValueError(f'model {arch!r} is not one of {sorted(ARCHITECTURES)}')
@@ -91,7 +91,8 @@ def create_model(arch: str, *, num_classes: int, num_steps: int, norm: str = 'bn
   return SpikingNetwork(layers=layers, num_classes=num_classes, num_steps=num_steps, norm=norm,
                         norm_kwargs=tuple(sorted(nk.items())), neuron=cell, encoding=encoding,
                         rescale=rescale, schedule=schedule, unroll=unroll, dtype=dtype,
-                        remat=remat, sparse_conv=sparse_conv, lif_kernel=lif_kernel)
+                        remat=remat, sparse_conv=sparse_conv, lif_kernel=lif_kernel,
+                        axis_name=axis_name)
 
 
 def vgg9(num_classes: int = 10, num_steps: int = 25, **kw) -> SpikingNetwork:

@@ -24,6 +24,8 @@ from typing import Iterable, Mapping, Tuple
 
 import jax
 
+from bntt_jax import vma
+
 _KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'kernels')
 _loaded: dict = {}   # source name -> (ok, reason)
 _cpu: list = []
@@ -94,6 +96,15 @@ def load(name: str, targets: Mapping[str, str], cpu_flags: Iterable[str] = ()) -
       detail = getattr(e, 'stderr', '') or ''
       _loaded[name] = (False, f'{e} {detail[-500:]}'.strip())
   return _loaded[name]
+
+
+def call(target: str, result_shapes, *args, **attrs):
+  """``jax.ffi.ffi_call(target, result_shapes)(*args, **attrs)``, its results typed as
+  varying over the mesh axes its arguments vary over (inside ``shard_map`` an FFI
+  call's results would otherwise be typed as replicated: a later ``psum`` would then
+  count them once per device)."""
+  out = jax.ffi.ffi_call(target, result_shapes, vmap_method='sequential')(*args, **attrs)
+  return vma.like_inputs(out, *args)
 
 
 def reason(name: str) -> str:

@@ -35,6 +35,7 @@ from bntt_jax import blocks as blocks_lib
 from bntt_jax import coding
 from bntt_jax import neurons as neurons_lib
 from bntt_jax import norms as norms_lib
+from bntt_jax import vma
 
 Array = jax.Array
 
@@ -96,6 +97,11 @@ class SpikingNetwork(nn.Module):
     lif_kernel: ``auto``: a LIF layer of the ``layer`` schedule (float32
       membranes, any synapse dtype) runs its recurrence in one CPU kernel per
       pass where it can (:mod:`bntt_jax.lif_kernel`); ``off``: ``lax.scan``.
+    axis_name: the mesh axis the batch is split over, for a network applied
+      inside ``jax.shard_map`` (data parallelism: each device runs its examples,
+      the norms' statistics span the axis; :mod:`bntt_jax.sharding`). ``None``:
+      the batch is all here (or split by GSPMD, which replicates the layer
+      schedule's ``[T * B]`` synaptic ops: use ``shard_map``).
   """
   layers: Tuple[blocks_lib.LayerSpec, ...]
   num_classes: int
@@ -111,6 +117,7 @@ class SpikingNetwork(nn.Module):
   remat: bool = False
   sparse_conv: str = 'auto'
   lif_kernel: str = 'auto'
+  axis_name: Optional[str] = None
 
   def setup(self):
     if self.schedule not in SCHEDULES:
@@ -129,7 +136,7 @@ class SpikingNetwork(nn.Module):
     self.blocks = [
         block(spec, self.num_steps, self.norm, self.norm_kwargs, self.neuron, self.dtype,
               sparse_input=sp and self.sparse_conv == 'auto',
-              lif_kernel=self.lif_kernel == 'auto', name=name)
+              lif_kernel=self.lif_kernel == 'auto', axis_name=self.axis_name, name=name)
         for spec, name, sp in zip(self.layers, names, self.spike_inputs())]
     self.fc_out = nn.Dense(self.num_classes, use_bias=False,
                            kernel_init=blocks_lib.reference_init, dtype=self.dtype)
@@ -216,7 +223,8 @@ class SpikingNetwork(nn.Module):
     b = x.shape[0]
     step_shape = self.step_shape(x.shape[1:])
     mem_dtype = jnp.promote_types(x.dtype, jnp.float32)
-    u0 = tuple(jnp.zeros((b,) + s, mem_dtype) for s in self.neuron_shapes(step_shape))
+    u0 = vma.like_inputs(tuple(jnp.zeros((b,) + s, mem_dtype)
+                               for s in self.neuron_shapes(step_shape)), x)
 
     def body(mdl, us, t):
       h = mdl._encode_step(x, key, t, example_ids)

@@ -24,6 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bntt_jax import vma
+
 Array = jax.Array
 
 
@@ -132,7 +134,8 @@ def lif_sequence(currents: Array, p: LIFParams, unroll: int = 1) -> Array:
     u, s = lif_step(u, i, p)
     return u, s
 
-  _, s = jax.lax.scan(body, jnp.zeros_like(currents[0]), currents, unroll=unroll)
+  u0 = vma.like_inputs(jnp.zeros_like(currents[0]), currents)
+  _, s = jax.lax.scan(body, u0, currents, unroll=unroll)
   return s
 
 
@@ -196,7 +199,8 @@ def _lif_affine_fwd(x, mul, add, p, unroll):
     s = (u > p.threshold).astype(dt)
     return u - p.threshold * s, (s, u)
 
-  _, (s, upre) = jax.lax.scan(body, jnp.zeros(xg.shape[1:], dt), (xg, mul, add), unroll=unroll)
+  u0 = vma.like_inputs(jnp.zeros(xg.shape[1:], dt), x, mul, add)
+  _, (s, upre) = jax.lax.scan(body, u0, (xg, mul, add), unroll=unroll)
   return s.reshape(x.shape), (x, mul, add, upre)
 
 
@@ -220,9 +224,12 @@ def _lif_affine_bwd(p, unroll, res, g_s):
     dadd = jnp.sum(delta, axis=red)
     return delta, (dx, dmul, dadd)
 
-  _, (dx, dmul, dadd) = jax.lax.scan(body, jnp.zeros(upre.shape[1:], dt), (gg, upre, xg, mul),
+  delta0 = vma.like_inputs(jnp.zeros(upre.shape[1:], dt), gg, upre, xg, mul)
+  _, (dx, dmul, dadd) = jax.lax.scan(body, delta0, (gg, upre, xg, mul),
                                      reverse=True, unroll=unroll)
-  return (dx.reshape(x.shape).astype(x.dtype), dmul.astype(mul.dtype), dadd.astype(add.dtype))
+  return (vma.cotangent_for(dx.reshape(x.shape).astype(x.dtype), x),
+          vma.cotangent_for(dmul.astype(mul.dtype), mul),
+          vma.cotangent_for(dadd.astype(add.dtype), add))
 
 
 lif_affine_sequence.defvjp(_lif_affine_fwd, _lif_affine_bwd)

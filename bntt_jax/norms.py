@@ -44,6 +44,14 @@ sharded over G devices (each slice then lives on one device), as in
 data-parallel training without synchronised BN. The running statistics are
 updated with the mean over the groups of each group's statistics. Evaluation
 uses the running statistics and is not grouped.
+
+``axis_name``: inside ``jax.shard_map`` (data parallelism, :mod:`bntt_jax.sharding`)
+each device holds only its slice of the batch. With ``stat_groups = 1`` the
+statistics are still those of the global batch: each step's sums (and then its
+squared deviations) are all-reduced over the axis, a ``[k, C]`` array per layer,
+never the activations. With ``stat_groups = G`` (a multiple of the axis size)
+each device computes its ``G / axis size`` groups alone and only the running
+statistics are averaged over the axis.
 """
 from __future__ import annotations
 
@@ -68,39 +76,52 @@ def group(x: Array, groups: int, batch_axis: int) -> Array:
   return x.reshape(x.shape[:batch_axis] + (groups, n // groups) + x.shape[batch_axis + 1:])
 
 
-def moments(xg: Array, axes: Tuple[int, ...]) -> Tuple[Array, Array, int]:
+def moments(xg: Array, axes: Tuple[int, ...],
+            axis_name: Optional[str] = None) -> Tuple[Array, Array, int]:
   """Mean and biased variance over ``axes`` in at least float32, and the count.
 
   Two passes (mean, then the mean squared deviation) for accuracy; the VJP
   recomputes ``x - mean`` from ``x`` rather than keeping a full-size
-  difference alive for the backward pass.
+  difference alive for the backward pass. With ``axis_name`` (inside
+  ``shard_map``) the sums run over that mesh axis too: the moments of the
+  array the shards make up, from one all-reduce of ``[.., C]`` per pass.
   """
   xg = xg.astype(jnp.promote_types(xg.dtype, jnp.float32))
-  m = 1
-  for a in axes:
-    m *= xg.shape[a]
-  mean, var = _moments(xg, tuple(axes))
-  return mean, var, m
+  mean, var = _moments(xg, tuple(axes), axis_name)
+  return mean, var, _count(xg, tuple(axes), axis_name)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _moments(x: Array, axes: Tuple[int, ...]) -> Tuple[Array, Array]:
-  mean = jnp.mean(x, axis=axes, keepdims=True)
-  var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
-  return jnp.squeeze(mean, axes), jnp.squeeze(var, axes)
-
-
-def _moments_fwd(x, axes):
-  mean, var = _moments(x, axes)
-  return (mean, var), (x, mean)
-
-
-def _moments_bwd(axes, res, g):
-  x, mean = res
-  g_mean, g_var = (jnp.expand_dims(v, axes) for v in g)
+def _count(x: Array, axes: Tuple[int, ...], axis_name: Optional[str]) -> int:
   m = 1
   for a in axes:
     m *= x.shape[a]
+  return m * (jax.lax.axis_size(axis_name) if axis_name else 1)
+
+
+def _sum(x: Array, axes: Tuple[int, ...], axis_name: Optional[str]) -> Array:
+  s = jnp.sum(x, axis=axes, keepdims=True)
+  return jax.lax.psum(s, axis_name) if axis_name else s
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _moments(x: Array, axes: Tuple[int, ...], axis_name: Optional[str]) -> Tuple[Array, Array]:
+  m = _count(x, axes, axis_name)
+  mean = _sum(x, axes, axis_name) / m
+  var = _sum(jnp.square(x - mean), axes, axis_name) / m
+  return jnp.squeeze(mean, axes), jnp.squeeze(var, axes)
+
+
+def _moments_fwd(x, axes, axis_name):
+  mean, var = _moments(x, axes, axis_name)
+  return (mean, var), (x, mean)
+
+
+def _moments_bwd(axes, axis_name, res, g):
+  x, mean = res
+  # Inside shard_map the cotangents of the (replicated) moments arrive summed over
+  # the axis, so this device's share of x gets its exact gradient without a collective.
+  g_mean, g_var = (jnp.expand_dims(v, axes) for v in g)
+  m = _count(x, axes, axis_name)
   # d mean / dx = 1/m; d var / dx = 2 (x - mean) / m (the mean's own dependence
   # cancels: sum(x - mean) = 0).
   return ((g_mean + 2.0 * g_var * (x - jnp.expand_dims(mean, axes))) / m,)
@@ -110,11 +131,15 @@ _moments.defvjp(_moments_fwd, _moments_bwd)
 
 
 def running_update(old_mean: Array, old_var: Array, mean: Array, var: Array, m: int,
-                   momentum: float, group_axis: int) -> Tuple[Array, Array]:
+                   momentum: float, group_axis: int,
+                   axis_name: Optional[str] = None) -> Tuple[Array, Array]:
   """PyTorch's running-statistics rule with the unbiased batch variance; the
-  group axis of ``mean``/``var`` is averaged out."""
+  group axis of ``mean``/``var`` is averaged out (and, for groups that live on
+  different devices, the mesh axis ``axis_name``)."""
   unbiased = var * (m / max(m - 1, 1))
   mean, unbiased = mean.mean(group_axis), unbiased.mean(group_axis)
+  if axis_name:
+    mean, unbiased = jax.lax.pmean((mean, unbiased), axis_name)
   return ((1.0 - momentum) * old_mean + momentum * mean,
           (1.0 - momentum) * old_var + momentum * unbiased)
 
@@ -146,6 +171,20 @@ class _TimeNorm(nn.Module):
       raise ValueError(f'{k} time steps asked of a norm trained for {self.num_steps}; '
                        f'accepted: 1..{self.num_steps}')
 
+  def _groups(self) -> Tuple[int, Optional[str], Optional[str]]:
+    """``(groups in this shard's batch, axis the moments sum over, axis the running
+    statistics average over)`` (module docstring)."""
+    groups, axis = self.stat_groups, self.axis_name
+    if axis is None:
+      return groups, None, None
+    if groups == 1:
+      return 1, axis, None
+    devices = jax.lax.axis_size(axis)
+    if groups % devices:
+      raise ValueError(f'stat_groups {groups} is not accepted with the batch split over '
+                       f'{devices} devices: 1 (global statistics) or a multiple of {devices}')
+    return groups // devices, None, axis
+
   def _running(self, shape):
     ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros(shape, jnp.float32))
     ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones(shape, jnp.float32))
@@ -167,13 +206,14 @@ class BNTT(_TimeNorm):
     epsilon: added to the variance (reference 1e-4).
     momentum: PyTorch convention (weight of the batch value), 0.1.
     use_bias: add a per-step shift ``beta[t]`` (the paper removes it).
-    stat_groups: see the module docstring.
+    stat_groups, axis_name: see the module docstring.
   """
   num_steps: int
   epsilon: float = EPSILON
   momentum: float = MOMENTUM
   use_bias: bool = False
   stat_groups: int = 1
+  axis_name: Optional[str] = None
   scale_init: Callable[..., Array] = nn.initializers.ones
   param_dtype: Any = jnp.float32
 
@@ -197,11 +237,13 @@ class BNTT(_TimeNorm):
 
     if train:
       lead = 1 if stepwise else 0
-      xg = group(x, self.stat_groups, lead)
-      mean, var, m = moments(xg, tuple(range(lead + 1, xg.ndim - 1)))   # [k, G, C] / [G, C]
+      groups, moments_axis, running_axis = self._groups()
+      xg = group(x, groups, lead)
+      mean, var, m = moments(xg, tuple(range(lead + 1, xg.ndim - 1)), moments_axis)   # [k, G, C] / [G, C]
       if not self.is_initializing():
         new_mean, new_var = running_update(pick(ra_mean.value), pick(ra_var.value), mean, var,
-                                           m, self.momentum, group_axis=lead)
+                                           m, self.momentum, group_axis=lead,
+                                           axis_name=running_axis)
         if stepwise:
           ra_mean.value = ra_mean.value.at[:k].set(new_mean)
           ra_var.value = ra_var.value.at[:k].set(new_var)
@@ -225,6 +267,7 @@ class _PooledNorm(_TimeNorm):
   epsilon: float = EPSILON
   momentum: float = MOMENTUM
   stat_groups: int = 1
+  axis_name: Optional[str] = None
   param_dtype: Any = jnp.float32
 
   def _pooled_stats(self, x, t, train):
@@ -238,12 +281,14 @@ class _PooledNorm(_TimeNorm):
       if not stepwise:
         raise ValueError(f'norm {type(self).__name__} pools statistics over all time steps: '
                          'train it with the layer schedule (the step schedule can evaluate it)')
-      xg = group(x, self.stat_groups, 1)
+      groups, moments_axis, running_axis = self._groups()
+      xg = group(x, groups, 1)
       axes = (0,) + tuple(range(2, xg.ndim - 1))
-      mean, var, m = moments(xg, axes)   # [G, C]
+      mean, var, m = moments(xg, axes, moments_axis)   # [G, C]
       if not self.is_initializing():
         ra_mean.value, ra_var.value = running_update(ra_mean.value, ra_var.value, mean, var, m,
-                                                     self.momentum, group_axis=0)
+                                                     self.momentum, group_axis=0,
+                                                     axis_name=running_axis)
     else:
       mean, var = ra_mean.value[None], ra_var.value[None]   # [1, C]
     inv = jax.lax.rsqrt(var + self.epsilon)

@@ -3,16 +3,23 @@
 * a ``Mesh`` over all devices with one axis, ``data``;
 * batches sharded along ``data`` (``NamedSharding(mesh, P('data'))``), built
   by each host from its own rows (``make_array_from_process_local_data``);
-* parameters, BN statistics and optimizer state replicated (``P()``).
+* parameters, BN statistics and optimizer state replicated (``P()``);
+* the steps run under ``jax.shard_map`` (:func:`data_parallel`): each device
+  computes its own examples, and the only collectives are the ones written in
+  the code: the norms' per-step moments (``[k, C]`` per layer,
+  :mod:`bntt_jax.norms`), the gradient and the metrics' sums.
 
-Under ``jax.jit`` a mean over the batch axis of a sharded array is a mean over
-the global batch, so BNTT's batch statistics are those of the global batch,
-as on one device.
+Why not let GSPMD partition a plain ``jax.jit``: the ``layer`` schedule merges
+``[T, B, ...]`` into ``[T * B, ...]`` for each synaptic op, and a merged axis
+whose minor part is sharded has no tiled sharding, so the partitioner
+all-gathers the batch and every device computes the whole global batch (the
+numbers stay right, the work does not split; ``python -m bntt_jax.plan``
+shows it per device).
 """
 from __future__ import annotations
 
 import os
-from typing import Dict
+from typing import Callable, Dict, Sequence
 
 import jax
 import numpy as np
@@ -58,6 +65,19 @@ def data_sharding(mesh: Mesh) -> NamedSharding:
 
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
+
+
+def data_parallel(fn: Callable, mesh: Mesh, sharded_args: Sequence[int] = (1,)) -> Callable:
+  """``fn`` run per device under ``shard_map`` over ``mesh``'s ``data`` axis.
+
+  The positional arguments in ``sharded_args`` are split along their leading
+  (batch) axis, the others and every output are replicated: ``fn`` must reduce
+  what it returns over ``DATA_AXIS`` itself (``jax.lax.psum``).
+  """
+  def wrapped(*args):
+    specs = tuple(P(DATA_AXIS) if i in sharded_args else P() for i in range(len(args)))
+    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P())(*args)
+  return wrapped
 
 
 def global_batch(local: Dict[str, np.ndarray], mesh: Mesh) -> Dict[str, jax.Array]:

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from bntt_jax import native
+from bntt_jax import vma
 
 _FORWARD, _WEIGHT_GRAD = 'bntt_sparse_conv_forward', 'bntt_sparse_conv_weight_grad'
 
@@ -56,8 +57,7 @@ def conv3x3(x, w):
     raise RuntimeError(f'the sparse convolution kernels are not available here: '
                        f'{unavailable_reason()}')
   n, h, wd, _ = x.shape
-  return jax.ffi.ffi_call(_FORWARD, jax.ShapeDtypeStruct((n, h, wd, w.shape[3]), jnp.float32),
-                          vmap_method='sequential')(x, w)
+  return native.call(_FORWARD, jax.ShapeDtypeStruct((n, h, wd, w.shape[3]), jnp.float32), x, w)
 
 
 def _fwd(x, w):
@@ -67,9 +67,8 @@ def _fwd(x, w):
 def _bwd(res, g):
   x, w = res
   dx = jax.vjp(lambda x: dense_conv3x3(x, w), x)[1](g)[0]
-  dw = jax.ffi.ffi_call(_WEIGHT_GRAD, jax.ShapeDtypeStruct(w.shape, jnp.float32),
-                        vmap_method='sequential')(x, g)
-  return dx, dw
+  dw = native.call(_WEIGHT_GRAD, jax.ShapeDtypeStruct(w.shape, jnp.float32), x, g)
+  return dx, vma.cotangent_for(dw, w)
 
 
 conv3x3.defvjp(_fwd, _bwd)

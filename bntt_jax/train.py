@@ -103,47 +103,84 @@ def _spike_sums(out: network.SNNOutput, weights: Optional[Array] = None) -> Arra
   return jnp.stack([p.sum() for p in per_example]) if per_example else jnp.zeros((0,))
 
 
-def train_step(state: TrainState, batch: Dict[str, Array], rng: Array, *,
-               learning_rate_fn: optax.Schedule):
-  """One SGD step on a global batch.
+def _global_size(batch: Dict[str, Array], axis_name: Optional[str]) -> int:
+  """Examples in the global batch (``batch`` is one device's share with ``axis_name``)."""
+  return batch['label'].shape[0] * (jax.lax.axis_size(axis_name) if axis_name else 1)
+
+
+def gradients(state: TrainState, batch: Dict[str, Array], key: Array, *,
+              axis_name: Optional[str] = None):
+  """The mean cross-entropy over the global batch and its gradient.
 
   Args:
     state: the train state (replicated).
-    batch: ``image [B, ...]``, ``label [B]``, ``index [B]`` (sharded on ``data``).
-    rng: the run's training key; the step's Poisson key is ``fold_in(rng, step)``.
+    batch: ``image [B, ...]``, ``label [B]``, ``index [B]``.
+    key: the Poisson key of this step.
+    axis_name: run inside ``shard_map`` (:func:`parallel_train_step`): ``batch``
+      is this device's share of the global batch, split over the mesh axis
+      ``axis_name``, and ``state.apply_fn``'s network was built with the same
+      ``axis_name``. Each device then runs its own examples; the norms' statistics
+      and the gradient are reduced over the axis (all-reduces of statistics and
+      of the parameters' size, never of activations).
   Returns:
-    ``(new_state, metrics)``; metrics are sums over the batch (``loss``,
-    ``correct``, ``count``, ``spikes [L]``) and the step's ``lr``.
+    ``(loss, out, updates, grads)``: the loss (this device's share of it with
+    ``axis_name``), the network's output for ``batch``, the updated running
+    statistics and the gradient of the global loss (replicated).
   """
-  key = jax.random.fold_in(rng, state.step)
+  count = _global_size(batch, axis_name)
 
   def loss_fn(params):
     out, updates = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
         rngs={'poisson': key}, mutable=['batch_stats'], example_ids=batch['index'])
     ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, batch['label'])
-    return ce.mean(), (out, updates)
+    return ce.sum() / count, (out, updates)
 
-  (loss, (out, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  params = state.params
+  if axis_name:
+    # Marked per-device before use, the parameters' cotangents stay per-device through
+    # the whole backward pass and are all-reduced once, below, in their own float32:
+    # not in a synapse's bfloat16 after its cast, nor step by step in the LIF loops.
+    params = jax.lax.pcast(params, axis_name, to='varying')
+  (loss, (out, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  if axis_name:
+    grads = jax.lax.psum(grads, axis_name)
+  return loss, out, updates, grads
+
+
+def train_step(state: TrainState, batch: Dict[str, Array], rng: Array, *,
+               learning_rate_fn: optax.Schedule, axis_name: Optional[str] = None):
+  """One SGD step on a global batch.
+
+  Args:
+    state, batch, axis_name: as in :func:`gradients`.
+    rng: the run's training key; the step's Poisson key is ``fold_in(rng, step)``.
+  Returns:
+    ``(new_state, metrics)``; metrics are sums over the global batch (``loss``,
+    ``correct``, ``count``, ``spikes [L]``) and the step's ``lr``.
+  """
+  key = jax.random.fold_in(rng, state.step)
+  loss, out, updates, grads = gradients(state, batch, key, axis_name=axis_name)
+  count = _global_size(batch, axis_name)
+  sums = {'loss': loss * count,
+          'correct': jnp.sum(jnp.argmax(out.logits, -1) == batch['label']),
+          'spikes': _spike_sums(out)}
+  if axis_name:
+    sums = jax.lax.psum(sums, axis_name)
   new_state = state.apply_gradients(
       grads=grads, batch_stats=updates.get('batch_stats', state.batch_stats))
-  count = batch['label'].shape[0]
-  metrics = {
-      'loss': loss * count,
-      'correct': jnp.sum(jnp.argmax(out.logits, -1) == batch['label']),
-      'count': jnp.asarray(count, jnp.float32),
-      'spikes': _spike_sums(out),
-      'lr': learning_rate_fn(state.step),
-  }
+  metrics = dict(sums, count=jnp.asarray(count, jnp.float32), lr=learning_rate_fn(state.step))
   return new_state, metrics
 
 
 def eval_step(state: TrainState, batch: Dict[str, Array], key: Array, *,
-              num_steps: Optional[int] = None, top_k: int = 5) -> Dict[str, Array]:
+              num_steps: Optional[int] = None, top_k: int = 5,
+              axis_name: Optional[str] = None) -> Dict[str, Array]:
   """Evaluation sums over the real examples of a padded batch (``mask``).
 
   Returns ``loss``, ``correct``, ``correct_topk`` (label among the ``top_k``
-  largest logits), ``count`` and ``spikes [L]``, each summed over the batch.
+  largest logits), ``count`` and ``spikes [L]``, each summed over the batch
+  (the global batch: with ``axis_name`` as in :func:`train_step`).
   """
   out = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
                        batch['image'], train=False, rngs={'poisson': key},
@@ -154,13 +191,29 @@ def eval_step(state: TrainState, batch: Dict[str, Array], key: Array, *,
   k = min(top_k, out.logits.shape[-1])
   _, top = jax.lax.top_k(out.logits, k)
   in_top = jnp.any(top == labels[:, None], axis=-1)
-  return {
+  sums = {
       'loss': jnp.sum(ce * mask),
       'correct': jnp.sum((jnp.argmax(out.logits, -1) == labels) * mask),
       'correct_topk': jnp.sum(in_top * mask),
       'count': jnp.sum(mask),
       'spikes': _spike_sums(out, mask),
   }
+  return jax.lax.psum(sums, axis_name) if axis_name else sums
+
+
+def parallel_train_step(mesh: jax.sharding.Mesh, learning_rate_fn: optax.Schedule) -> Callable:
+  """:func:`train_step` data-parallel over ``mesh`` (``shard_map`` over its ``data``
+  axis), jitted with the state donated: ``(state, global batch, rng) -> (state, metrics)``.
+  The state's network must have been built with ``axis_name=sharding.DATA_AXIS``."""
+  step = functools.partial(train_step, learning_rate_fn=learning_rate_fn,
+                           axis_name=sharding.DATA_AXIS)
+  return jax.jit(sharding.data_parallel(step, mesh, sharded_args=(1,)), donate_argnums=(0,))
+
+
+def parallel_eval_step(mesh: jax.sharding.Mesh, num_steps: Optional[int] = None) -> Callable:
+  """:func:`eval_step` data-parallel over ``mesh``, jitted: ``(state, global batch, key) -> sums``."""
+  step = functools.partial(eval_step, num_steps=num_steps, axis_name=sharding.DATA_AXIS)
+  return jax.jit(sharding.data_parallel(step, mesh, sharded_args=(1,)))
 
 
 def load_data(config: ml_collections.ConfigDict):
@@ -277,7 +330,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   total_steps = num_epochs * steps_per_epoch
 
   # Model, optimizer, state.
-  model = config_lib.create_model(config, info.num_classes)
+  mesh = sharding.create_mesh()
+  model = config_lib.create_model(config, info.num_classes, devices=mesh.devices.flat,
+                                  axis_name=sharding.DATA_AXIS)
   neurons = tuple(int(np.prod(s)) for s in model.neuron_shapes(model.step_shape(info.shape)))
   layer_names = network.default_names(model.layers)
   if config.model.sparse_conv == 'auto' and any(
@@ -289,8 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     logging.info('LIF kernel: %s', 'on' if lif_kernel.available() else
                  f'off ({lif_kernel.unavailable_reason()})')
   learning_rate_fn = create_learning_rate_fn(config, steps_per_epoch)
-  mesh = sharding.create_mesh()
-  repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
+  repl = sharding.replicated(mesh)
   init_key, train_key, _ = run_keys(config.seed)
   state = jax.jit(functools.partial(create_train_state, config=config, model=model,
                                     input_shape=info.shape, learning_rate_fn=learning_rate_fn),
@@ -317,12 +371,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     metrics_lib.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
     writer.keep_epochs_before(start_epoch)
 
-  p_train_step = jax.jit(functools.partial(train_step, learning_rate_fn=learning_rate_fn),
-                         in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl),
-                         donate_argnums=(0,))
-  eval_steps = config.eval.timesteps
-  p_eval_step = jax.jit(functools.partial(eval_step, num_steps=eval_steps),
-                        in_shardings=(repl, data_sh, repl), out_shardings=repl)
+  p_train_step = parallel_train_step(mesh, learning_rate_fn)
+  p_eval_step = parallel_eval_step(mesh, config.eval.timesteps)
   keys = eval_keys(config.seed, config.eval.num_keys)
   run_eval = functools.partial(evaluate, p_eval_step, global_batch=config.eval.batch_size,
                                mean=mean, std=std, mesh=mesh, neurons=neurons)

@@ -43,9 +43,9 @@ def main():
   y = rng.randint(0, 10, 1001).astype(np.int32)
   mean, std = (0.3,), (0.4,)
 
-  model = config_lib.create_model(config, 10)
   mesh = sharding.create_mesh()
-  repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
+  model = config_lib.create_model(config, 10, axis_name=sharding.DATA_AXIS)
+  repl = sharding.replicated(mesh)
   lr_fn = optax.constant_schedule(0.1)
   state = jax.jit(functools.partial(train.create_train_state, config=config, model=model,
                                     input_shape=(8, 8, 1), learning_rate_fn=lr_fn),
@@ -57,21 +57,12 @@ def main():
   key = jax.random.PRNGKey(1)
 
   def grads_fn(state, batch, key):
-    k = jax.random.fold_in(key, state.step)
+    return train.gradients(state, batch, jax.random.fold_in(key, state.step),
+                           axis_name=sharding.DATA_AXIS)[3]
 
-    def loss_fn(params):
-      out, _ = state.apply_fn({'params': params, 'batch_stats': state.batch_stats},
-                              batch['image'], train=True, rngs={'poisson': k},
-                              mutable=['batch_stats'], example_ids=batch['index'])
-      return optax.softmax_cross_entropy_with_integer_labels(out.logits, batch['label']).mean()
-    return jax.grad(loss_fn)(state.params)
-
-  grads = jax.jit(grads_fn, in_shardings=(repl, data_sh, repl), out_shardings=repl)(
-      state, gbatch, key)
-  step = jax.jit(functools.partial(train.train_step, learning_rate_fn=lr_fn),
-                 in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl))
-  new_state, metrics = step(state, gbatch, key)
-  eval_fn = jax.jit(train.eval_step, in_shardings=(repl, data_sh, repl), out_shardings=repl)
+  grads = jax.jit(sharding.data_parallel(grads_fn, mesh))(state, gbatch, key)
+  new_state, metrics = train.parallel_train_step(mesh, lr_fn)(state, gbatch, key)
+  eval_fn = train.parallel_eval_step(mesh)
   neurons = tuple(int(np.prod(s)) for s in model.neuron_shapes((8, 8, 1)))
   ev = train.evaluate(eval_fn, new_state, data_lib.Split(x, y), jax.random.PRNGKey(2),
                       global_batch=64, mean=mean, std=std, mesh=mesh, neurons=neurons)

@@ -238,3 +238,26 @@ def test_tfds_real_prepare_and_read_without_mocks(tmp_path, monkeypatch):
   (x2, y2), _, _ = tfds_source.load('dummy_mnist', data_dir=str(tmp_path / 'old'))
   np.testing.assert_array_equal(np.sort(x2.reshape(20, -1), 0), np.sort(x.reshape(20, -1), 0))
   np.testing.assert_array_equal(np.sort(y2), np.sort(y))
+
+
+def test_example_spec_is_what_the_loaders_return(tmp_path):
+  """A plan compiles a run's steps from data.example_spec, without the data: it must agree
+  with every loader (the tfds datasets through tfds's mock, whose shapes are the real ones)."""
+  tfds = pytest.importorskip('tensorflow_datasets')
+  loaded = {'digits': data_lib.load_dataset('digits')}
+  with tfds.testing.mock_data(num_examples=2):
+    for name in ('cifar10', 'cifar100', 'mnist', 'fashion_mnist'):
+      loaded[name] = data_lib.load_dataset(name)
+  for name, ds in loaded.items():
+    assert data_lib.example_spec(name) == (ds.info.shape, ds.info.num_classes), name
+  root = tmp_path / 'tiny-imagenet-200'
+  _tiny_imagenet_dir(root)
+  shape, classes = data_lib.example_spec('tiny_imagenet')
+  ds = data_lib.load_dataset('tiny_imagenet', data_dir=str(root))
+  assert shape == ds.info.shape and classes == 200   # the real release; the fixture has 3
+  import dvs_fixtures  # pylint: disable=g-import-not-at-top
+  dvs_root = tmp_path / 'dvs'
+  dvs_fixtures.make_dataset(dvs_root)
+  for options in ({}, {'timesteps': 5, 'size': 16}):
+    ds = data_lib.load_dataset('dvs_cifar10', data_dir=str(dvs_root), options=options)
+    assert data_lib.example_spec('dvs_cifar10', options)[0] == ds.info.shape, options

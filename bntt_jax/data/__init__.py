@@ -127,6 +127,11 @@ def _dvs_cifar10(*, source, data_dir, download, split_seed, options):
                  Split(np.asarray(xte, np.float32), np.asarray(yte, np.int32)), info)
 
 
+def _dvs_shape(options: Dict[str, Any]) -> Tuple[int, ...]:
+  size = int(options.get('size', 42))
+  return (int(options.get('timesteps', 20)), size, size, 2)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Entry:
   loader: Callable[..., Dataset]
@@ -134,24 +139,43 @@ class _Entry:
   needs_dir: Tuple[str, ...] = ()      # the sources that read config.data.dir
   dir_layout: str = ''                 # what that directory must hold (for errors)
   kind: str = 'image'                  # image | frames (see DatasetInfo)
+  # One example's shape and the classes, known without reading the data (a plan of a
+  # run compiles its steps on a machine that may not hold the dataset).
+  shape: Callable[[Dict[str, Any]], Tuple[int, ...]] = lambda options: ()
+  num_classes: int = 0
 
+
+_GREY8, _GREY28, _RGB32 = (lambda o: (8, 8, 1)), (lambda o: (28, 28, 1)), (lambda o: (32, 32, 3))
 
 REGISTRY: Dict[str, _Entry] = {
-    'digits': _Entry(_digits, ('sklearn',)),
-    'cifar10': _Entry(_tfds('cifar10', CIFAR_MEAN, CIFAR_STD), ('tfds',)),
-    'cifar100': _Entry(_tfds('cifar100', CIFAR_MEAN, CIFAR_STD), ('tfds',)),
+    'digits': _Entry(_digits, ('sklearn',), shape=_GREY8, num_classes=10),
+    'cifar10': _Entry(_tfds('cifar10', CIFAR_MEAN, CIFAR_STD), ('tfds',), shape=_RGB32,
+                      num_classes=10),
+    'cifar100': _Entry(_tfds('cifar100', CIFAR_MEAN, CIFAR_STD), ('tfds',), shape=_RGB32,
+                       num_classes=100),
     'mnist': _Entry(_tfds('mnist', MNIST_MEAN, MNIST_STD), ('tfds', 'idx'), ('idx',),
                     'a directory of MNIST IDX files (train-images*, train-labels*, '
-                    't10k-images*, t10k-labels*; plain or .gz)'),
+                    't10k-images*, t10k-labels*; plain or .gz)', shape=_GREY28, num_classes=10),
     'fashion_mnist': _Entry(_tfds('fashion_mnist', FASHION_MEAN, FASHION_STD), ('tfds', 'idx'),
                             ('idx',), 'a directory of IDX files (train-images*, '
-                            'train-labels*, t10k-images*, t10k-labels*; plain or .gz)'),
+                            'train-labels*, t10k-images*, t10k-labels*; plain or .gz)',
+                            shape=_GREY28, num_classes=10),
     'tiny_imagenet': _Entry(_tiny_imagenet, ('directory',), ('directory',),
                             'a tiny-imagenet-200 directory (train/<wnid>/images, '
-                            'val/val_annotations.txt)'),
+                            'val/val_annotations.txt)', shape=lambda o: (64, 64, 3),
+                            num_classes=200),
     'dvs_cifar10': _Entry(_dvs_cifar10, ('directory',), ('directory',),
-                          'a CIFAR10-DVS directory (see bntt_jax.data.dvs)', 'frames'),
+                          'a CIFAR10-DVS directory (see bntt_jax.data.dvs)', 'frames',
+                          shape=_dvs_shape, num_classes=10),
 }
+
+
+def example_spec(name: str, options: Optional[Dict[str, Any]] = None) -> Tuple[Tuple[int, ...], int]:
+  """``(one example's shape, classes)`` of dataset ``name`` under ``options``, without
+  reading it (what its loader returns: tested against each loader)."""
+  resolve_source(name, 'auto')
+  entry = REGISTRY[name]
+  return tuple(entry.shape(dict(options or {}))), entry.num_classes
 
 
 def resolve_source(name: str, source: str) -> str:

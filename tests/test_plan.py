@@ -1,0 +1,280 @@
+"""Data parallelism splits the work: each device's compiled step does its share only.
+
+Compiled for TPU slices without the hardware (libtpu's deviceless compile) and for host CPU
+devices, and read by ``bntt_jax.plan`` / ``bntt_jax.xla_cost``: per-device FLOPs, memory and
+collectives of the real ``train.parallel_train_step`` / ``parallel_eval_step``.
+"""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bntt_jax import config_lib, plan, xla_cost
+import configs.cifar10
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAVE_LIBTPU = importlib.util.find_spec('libtpu') is not None
+needs_libtpu = pytest.mark.skipif(not HAVE_LIBTPU,
+                                  reason="deviceless TPU compiles need libtpu: pip install 'jax[tpu]'")
+
+
+def _vgg9(timesteps=2, per_chip=2, chips=1):
+  config = configs.cifar10.get_config()
+  config.model.timesteps = timesteps
+  config.train.batch_size = per_chip * chips
+  config.eval.batch_size = per_chip * chips
+  return config
+
+
+def _param_bytes(config):
+  s = plan.setup(config, jax.devices('cpu')[:1])
+  shapes = jax.eval_shape(lambda k: s.model.init({'params': k, 'poisson': k},
+                                                 jnp.zeros((1, 32, 32, 3)), train=False),
+                          jax.random.PRNGKey(0))
+  return sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(shapes))
+
+
+@needs_libtpu
+def test_vgg9_per_chip_work_on_v5e_slices_is_one_chips_share(monkeypatch):
+  """VGG9, T 2, 2 examples per chip, on 1, 4 and 16 v5e chips.
+
+  Measured on main before the data-parallel steps (947b010, the layer schedule's
+  ``[T * B]`` merge under GSPMD): 4.85, 16.6 and 66.3 GFLOP per chip, temporaries 7.8, 55 and
+  498 MB, 21 and 19 all-gathers at 4 and 16 chips (every chip computed the global batch).
+  """
+  monkeypatch.setenv('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
+  reports = {}
+  for chips, topo in ((1, 'v5e:1x1'), (4, 'v5e:2x2'), (16, 'v5e:4x4')):
+    devices = plan.topology_devices(topo)
+    assert len(devices) == chips
+    reports[chips] = plan.plan(_vgg9(chips=chips), devices, topology=topo)
+  one = reports[1]['train']
+  grads = _param_bytes(_vgg9())
+  for chips in (4, 16):
+    r = reports[chips]
+    t, e = r['train'], r['eval']
+    assert t['per_chip_batch'] == 2
+    assert abs(t['flops'] / one['flops'] - 1) < 0.05, (chips, t['flops'], one['flops'])
+    assert abs(e['flops'] / reports[1]['eval']['flops'] - 1) < 0.05, chips
+    assert t['temp_bytes'] <= 1.05 * one['temp_bytes'] + grads, (chips, t['temp_bytes'])
+    for step in (t, e):
+      assert 'all-gather' not in step['collectives'] and 'all-to-all' not in step['collectives']
+      assert step['largest_gathered_bytes'] == 0
+    # The kernels are CPU-only: a TPU program has none of their custom calls.
+    assert r['kernels'] == {'sparse_conv': 'off', 'lif_kernel': 'off'}
+  # What is all-reduced (statistics, the gradient, metrics) does not grow with the batch.
+  ar4 = reports[4]['train']['collectives']['all-reduce']['bytes']
+  ar16 = reports[16]['train']['collectives']['all-reduce']['bytes']
+  assert ar4 == ar16 and grads <= ar4 <= grads * 1.1, (ar4, ar16, grads)
+  # Weak scaling of the roofline bound: per-chip images/s within 10 % of one chip's.
+  bound1 = reports[1]['train_roofline']['img_per_s_per_chip']
+  for chips in (4, 16):
+    assert reports[chips]['train_roofline']['img_per_s_per_chip'] >= 0.9 * bound1
+
+
+def _plan_cli(tmp_path, *args, name='plan.json'):
+  out = tmp_path / name
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  env.pop('XLA_FLAGS', None)
+  r = subprocess.run([sys.executable, '-m', 'bntt_jax.plan', f'--json={out}', *args], cwd=ROOT,
+                     env=env, capture_output=True, text=True, timeout=900)
+  return r, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def test_eight_cpu_devices_each_do_one_eighth_of_the_work(tmp_path):
+  """VGG9, T 2, 2 examples per device, on 1 and 8 host CPU devices (XLA's convolutions on
+  both: the CPU kernels serve one device only).
+
+  Measured on main before the data-parallel steps (947b010): 4.21 GFLOP on 1 device and 33.4
+  GFLOP per device on 8, 2 all-gathers (each device computed the global batch of 16).
+  """
+  common = ['--config=configs/cifar10.py', '--config.model.timesteps=2',
+            '--config.model.sparse_conv=off', '--config.model.lif_kernel=off']
+  r1, one = _plan_cli(tmp_path, '--topology=cpu:1', *common, '--config.train.batch_size=2',
+                      '--config.eval.batch_size=2', name='one.json')
+  r8, eight = _plan_cli(tmp_path, '--topology=cpu:8', *common, '--config.train.batch_size=16',
+                        '--config.eval.batch_size=16', name='eight.json')
+  assert r1.returncode == 0 and r8.returncode == 0, (r1.stderr[-2000:], r8.stderr[-2000:])
+  assert eight['devices'] == 8 and eight['train']['per_chip_batch'] == 2
+  for step in ('train', 'eval'):
+    assert abs(eight[step]['flops'] / one[step]['flops'] - 1) < 0.05, step
+    assert eight[step]['largest_gathered_bytes'] == 0
+    assert 'all-gather' not in eight[step]['collectives']
+  assert 'plan: vgg9 T 2, global batch 16 on cpu:8' in r8.stdout
+
+
+def test_loop_bodies_are_counted_once_per_trip():
+  """A 7-step scan of 64x64 matmuls: XLA's cost_analysis counts one step's FLOPs."""
+  def f(a, xs):
+    return jax.lax.scan(lambda c, x: (jnp.tanh(c @ x), None), a, xs)[0]
+
+  compiled = jax.jit(f).lower(jnp.ones((64, 64)), jnp.ones((7, 64, 64))).compile()
+  matmul = 2 * 64**3
+  assert compiled.cost_analysis()['flops'] < 1.1 * matmul   # the pitfall itself
+  cost = xla_cost.program_cost(compiled.as_text())
+  (loop,) = cost.loops
+  assert loop.trips == 7
+  assert 7 * matmul <= cost.loop_flops < 7 * matmul * 1.01
+  assert 7 * matmul <= cost.flops < 7 * matmul * 1.01
+  assert cost.flops_loops_once < 1.1 * matmul
+
+
+def test_nested_loops_multiply_their_trips():
+  def f(a, xs):
+    def outer(c, x):
+      return jax.lax.scan(lambda c2, _: (jnp.tanh(c2 @ x), None), c, None, length=3)[0], None
+    return jax.lax.scan(outer, a, xs)[0]
+
+  compiled = jax.jit(f).lower(jnp.ones((32, 32)), jnp.ones((5, 32, 32))).compile()
+  cost = xla_cost.program_cost(compiled.as_text())
+  assert sorted(lp.trips for lp in cost.loops) == [3, 5]
+  assert 15 * 2 * 32**3 <= cost.flops < 15 * 2 * 32**3 * 1.02
+
+
+def test_trip_count_from_a_loop_condition():
+  """TPU programs carry no known_trip_count: the count comes from ``i < N`` in the condition."""
+  text = '''HloModule m
+
+%cond (p: (s32[], f32[4])) -> pred[] {
+  %p = (s32[], f32[4]) parameter(0)
+  %i = s32[] get-tuple-element(%p), index=0
+  %n = s32[] constant(25)
+  ROOT %lt = pred[] compare(%i, %n), direction=LT
+}
+
+%body (p: (s32[], f32[4])) -> (s32[], f32[4]) {
+  %p = (s32[], f32[4]) parameter(0)
+  %i = s32[] get-tuple-element(%p), index=0
+  %one = s32[] constant(1)
+  %j = s32[] add(%i, %one)
+  %x = f32[4] get-tuple-element(%p), index=1
+  %y = f32[4] multiply(%x, %x)
+  ROOT %t = (s32[], f32[4]) tuple(%j, %y)
+}
+
+ENTRY %main (x: f32[4]) -> f32[4] {
+  %x = f32[4] parameter(0)
+  %zero = s32[] constant(0)
+  %t = (s32[], f32[4]) tuple(%zero, %x)
+  %w = (s32[], f32[4]) while(%t), condition=%cond, body=%body
+  ROOT %r = f32[4] get-tuple-element(%w), index=1
+}
+'''
+  cost = xla_cost.program_cost(text)
+  assert [lp.trips for lp in cost.loops] == [25]
+  assert cost.loop_flops == 25 * cost.loops[0].flops > 0
+
+
+def test_collectives_and_their_bytes():
+  text = '''HloModule m
+
+%add (a: f32[], b: f32[]) -> f32[] {
+  %a = f32[] parameter(0)
+  %b = f32[] parameter(1)
+  ROOT %s = f32[] add(%a, %b)
+}
+
+ENTRY %main (x: f32[8,16], y: bf16[4]) -> (f32[8,16], bf16[16]) {
+  %x = f32[8,16] parameter(0)
+  %y = bf16[4] parameter(1)
+  %ar = f32[8,16]{1,0} all-reduce(%x), replica_groups={{0,1,2,3}}, to_apply=%add
+  %ag = bf16[16]{0} all-gather(%y), replica_groups=[1,4]<=[4], dimensions={0}
+  ROOT %t = (f32[8,16], bf16[16]) tuple(%ar, %ag)
+}
+'''
+  got = [(c.kind, c.bytes, plan._group_size(c.groups, 0)) for c in xla_cost.collectives(text)]
+  assert got == [('all-reduce', 8 * 16 * 4, 4), ('all-gather', 16 * 2, 4)]
+
+
+def test_largest_fitting_finds_the_boundary_with_few_compiles():
+  calls = []
+
+  def peak(b):
+    calls.append(b)
+    return 1e6 * b + 5e7   # a linear peak: bytes
+
+  b, seen = plan.largest_fitting(peak, 1e9, start=64)
+  assert b == 944 and 1e6 * 944 + 5e7 <= 1e9 < 1e6 * 952 + 5e7   # multiples of 8
+  assert len(calls) <= 6 and len(set(calls)) == len(calls)
+  # Below the step any batch counts; a batch that does not compile does not fit.
+  assert plan.largest_fitting(peak, 5.35e7, start=64)[0] == 3
+  assert plan.largest_fitting(lambda b: None if b > 300 else 1.0, 10.0, start=64)[0] == 296
+  assert plan.largest_fitting(lambda b: 1e9, 1e8, start=64)[0] == 0
+  # A peak that jumps (XLA switching strategy) is bisected, not extrapolated past.
+  jump = lambda b: 1e6 * b + (3e8 if b > 200 else 0)
+  assert plan.largest_fitting(jump, 4e8, start=64)[0] == 200
+
+
+def test_roofline_takes_the_largest_bound():
+  step = plan.StepReport(per_chip_batch=16, argument_bytes=0, output_bytes=0, alias_bytes=0,
+                         temp_bytes=0, peak_bytes=0, flops=197e12 * 0.01, bytes_accessed=819e9 * 0.02,
+                         loop_flops=0, loop_bytes=0, xla_flops_loops_once=0,
+                         xla_bytes_loops_once=0, loops=0,
+                         collectives={'all-reduce': {'count': 1, 'bytes': 1, 'seconds': 0.001}},
+                         largest_gathered_bytes=0)
+  v5e = plan.CHIPS['TPU v5 lite']
+  r = plan.roofline(step, v5e, rate=197e12)
+  assert r['compute_s'] == pytest.approx(0.01) and r['memory_s'] == pytest.approx(0.02)
+  assert r['limited_by'] == 'memory' and r['img_per_s_per_chip'] == pytest.approx(800)
+  r6 = plan.roofline(step, v5e, rate=197e12 / 6)
+  assert r6['limited_by'] == 'compute' and r6['step_s'] == pytest.approx(0.06)
+
+
+def test_matmul_rate_follows_the_precision_and_the_synapse_dtype():
+  config = _vgg9()
+  v5e, h100 = plan.CHIPS['TPU v5 lite'], plan.CHIPS['NVIDIA H100 80GB HBM3']
+  assert plan.mxu_passes(config) == 6           # the configs pin 'highest'
+  assert plan.matmul_rate(config, v5e) == 197e12 / 6
+  assert plan.matmul_rate(config, h100) == h100.f32_flops      # CUDA cores
+  config.matmul_precision = 'high'
+  assert plan.matmul_rate(config, v5e) == 197e12 / 3
+  assert plan.matmul_rate(config, h100) == h100.tf32_flops
+  config.matmul_precision = 'highest'
+  config.model.dtype = 'bfloat16'
+  assert plan.mxu_passes(config) == 1
+  assert plan.matmul_rate(config, v5e) == 197e12 and plan.matmul_rate(config, h100) == 989.4e12
+
+
+@pytest.mark.parametrize('topology', ['v5e', 'v5e:2y2', 'cpu:x', ''])
+def test_a_bad_topology_is_one_line_and_exit_2(tmp_path, topology):
+  r, _ = _plan_cli(tmp_path, f'--topology={topology}')
+  assert r.returncode == 2
+  assert r.stderr.strip().splitlines()[-1].startswith(
+      f"error: topology {topology!r} is not accepted"), r.stderr[-1000:]
+  assert 'Traceback' not in r.stderr
+
+
+def test_the_cpu_kernels_follow_the_target_not_the_host():
+  config = _vgg9()
+  cpu = config_lib.create_model(config, 10, devices=jax.devices('cpu')[:1])
+  assert (cpu.sparse_conv, cpu.lif_kernel) == ('auto', 'auto')
+
+  class FakeTpu:
+    platform = 'tpu'
+  tpu = config_lib.create_model(config, 10, devices=[FakeTpu()])
+  assert (tpu.sparse_conv, tpu.lif_kernel) == ('off', 'off')
+  two = config_lib.create_model(config, 10, devices=jax.devices('cpu')[:1] * 2)
+  assert (two.sparse_conv, two.lif_kernel) == ('off', 'off')
+
+
+def test_a_run_that_does_not_fit_stops_with_the_largest_batch_that_does(tmp_path):
+  """The digits net at T 2 on one CPU device planned against 8 MiB: one line with the largest
+  batch as configured, with remat and with bfloat16 synapses."""
+  r, report = _plan_cli(tmp_path, '--topology=cpu:1', '--config.model.timesteps=2',
+                        '--config.train.batch_size=256', '--config.eval.batch_size=16',
+                        '--hbm_gib=0.0078125')
+  assert r.returncode == 2, r.stderr[-2000:]
+  (line,) = [l for l in r.stderr.splitlines() if l.startswith('error:')]
+  largest = report['largest_per_chip_batch']
+  assert line.startswith('error: per-chip batch 256 (global 256 over 1 devices) is not accepted')
+  assert (f"the largest per-chip batch that fits is {largest['configured']} as configured, "
+          f"{largest['remat']} with --config.model.remat=True, {largest['bfloat16']} with "
+          f"--config.model.dtype=bfloat16") in line
+  assert 0 < largest['configured'] < 256
+  assert report['fits'] is False
