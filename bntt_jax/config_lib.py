@@ -5,6 +5,7 @@ line: ``<what> <value> is not accepted: <accepted>``.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import os
@@ -94,6 +95,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   if m.num_classes is not None:
     _int_at_least('num_classes', m.num_classes, 1)
   _one_of('norm', m.norm, tuple(sorted(norms.NORMS)))
+  settings = norm_settings(norms)
+  for key in m.norm_kwargs.keys():
+    if key not in settings:
+      raise ConfigError('norm_kwargs key', key, f'one of {", ".join(settings)} (the norms\' '
+                        'settings)')
   _one_of('neuron', m.neuron, ('lif', 'relu'))
   if isinstance(m.leak, bool) or not isinstance(m.leak, (int, float)) or not 0 < m.leak <= 1:
     raise ConfigError('leak', m.leak, 'a number in (0, 1]')
@@ -146,6 +152,18 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   _int_at_least('eval num_keys', e.num_keys, 1)
   # The data directory last: it is the only check that looks at the disk.
   data.check_data_dir(d.name, d.source, d.dir)
+
+
+def norm_settings(norms) -> Tuple[str, ...]:
+  """Keys ``model.norm_kwargs`` may hold: the settings (numbers, flags) of any norm.
+
+  ``norms.make_norm`` passes each norm the ones it has and drops the rest, so one config
+  can carry, e.g., tdbn's ``threshold``; a key no norm has is a typo.
+  """
+  return tuple(sorted({
+      f.name for cls in norms.NORMS.values() for f in dataclasses.fields(cls)
+      if f.name not in ('num_steps', 'parent', 'name')
+      and isinstance(f.default, (bool, int, float))}))
 
 
 def model_kwargs(config: ml_collections.ConfigDict, num_classes: int) -> dict:

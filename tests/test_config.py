@@ -100,3 +100,17 @@ def test_model_arguments_map_one_to_one_onto_create_model():
   assert model.num_steps == config.model.timesteps and model.norm == 'bntt'
   config.model.sparse_conv = 'off'
   assert config_lib.create_model(config, 10).sparse_conv == 'off'
+
+
+def test_unknown_norm_argument_is_a_config_error_listing_the_accepted_ones():
+  """Before: make_norm dropped 'eps' (PyTorch's spelling of epsilon) without a word."""
+  config = default_config.get_config()
+  config.model.norm_kwargs = ml_collections.ConfigDict({'eps': 1e-3})
+  with pytest.raises(ConfigError) as e:
+    config_lib.validate(config)
+  assert str(e.value) == ("norm_kwargs key 'eps' is not accepted: one of alpha, epsilon, "
+                          "momentum, stat_groups, threshold, use_bias (the norms' settings)")
+  # A setting of another norm is fine: one config may carry tdbn's threshold.
+  config.model.norm_kwargs = ml_collections.ConfigDict({'epsilon': 1e-3, 'threshold': 0.5})
+  config_lib.validate(config)
+

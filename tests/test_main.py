@@ -49,6 +49,10 @@ def _main(args, cache_dir=None, **kw):
     (['--config.model.threshold=-1'], 'error: threshold -1.0 is not accepted: a number > 0'),
     (['--config.train.batch_size=0'], 'error: batch size 0 is not accepted: an integer >= 1'),
     (['--config.train.epochs=abc'], 'error: flag --config.train.epochs=abc'),
+    # Before: the typo (PyTorch's name for epsilon) was dropped and the run trained.
+    (["--config.model.norm_kwargs={'eps': 1e-3}"],
+     "error: norm_kwargs key 'eps' is not accepted: one of alpha, epsilon, momentum, "
+     "stat_groups, threshold, use_bias"),
 ])
 def test_bad_input_gives_one_line_and_exit_code_2(tmp_path, args, message):
   r = _main(args + [f'--workdir={tmp_path / "run"}'])
