@@ -1,4 +1,4 @@
-"""The three ways a run stops on purpose, each reported as one line by ``main``.
+"""The ways a run stops on purpose, each reported as one line by ``main``.
 
 * :class:`ConfigError`: a value the run cannot accept (unknown model, missing
   data directory, T < 1, ...). ``main`` prints
@@ -9,6 +9,8 @@
   exit code 2.
 * :class:`NonFiniteLossError`: training produced a non-finite loss; the last
   good checkpoint is kept and named in the message (exit code 1).
+* :class:`CheckpointError`: a checkpoint could not be written (a full disk);
+  the previous checkpoint is intact and named in the message (exit code 1).
 """
 from __future__ import annotations
 
@@ -28,3 +30,8 @@ class DataError(ValueError):
 
 class NonFiniteLossError(RuntimeError):
   """Training stopped on a non-finite loss."""
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint could not be written; ``str(e)`` is one line naming the directory."""
+
