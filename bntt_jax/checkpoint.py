@@ -186,9 +186,15 @@ class Checkpointer:
   def __init__(self, directory: str, keep: int = 2):
     self.directory = os.path.abspath(directory)
     self._closed = False
+    if jax.process_index() == 0:
+      # Unfinished saves of an earlier run (killed mid-save), removed here and now: orbax's
+      # own cleanup (cleanup_tmp_directories) runs in a thread that outlives a run stopping
+      # early (a data error) and fails at exit with a traceback. The caller holds the
+      # workdir's lock, so no other run is writing these.
+      for partial in glob.glob(os.path.join(self.directory, '*.orbax-checkpoint-tmp*')):
+        shutil.rmtree(partial, ignore_errors=True)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=False,
-                                           cleanup_tmp_directories=True)
+                                           enable_async_checkpointing=False)
     self.manager = ocp.CheckpointManager(self.directory, item_handlers=_item_handlers(),
                                          options=options)
 

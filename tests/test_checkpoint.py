@@ -83,3 +83,18 @@ def test_restore_newest_of_an_empty_directory_is_none(tmp_path):
   ckpt = checkpoint.Checkpointer(str(tmp_path / 'checkpoints'))
   assert ckpt.restore_newest(_State(0), damaged_dir=str(tmp_path / 'd')) is None
   ckpt.close()
+
+
+def test_unfinished_saves_of_a_killed_run_are_removed_when_the_checkpointer_opens(tmp_path):
+  """Synchronously. Before: orbax's own cleanup ran in a background thread; right after
+  opening (and after close) the unfinished save was still there, and a run stopping early
+  (a data error right after the start) left that thread running at exit, where it printed
+  a traceback."""
+  directory = tmp_path / 'checkpoints'
+  ckpt = checkpoint.Checkpointer(str(directory))
+  ckpt.save(10, _State(10), {'epoch': 0})
+  ckpt.close()
+  (directory / '20.orbax-checkpoint-tmp-1700000000' / 'state').mkdir(parents=True)
+  ckpt = checkpoint.Checkpointer(str(directory))
+  assert sorted(os.listdir(directory)) == ['10'] and ckpt.latest_step() == 10
+  ckpt.close()
