@@ -4,7 +4,8 @@ Clusters announce a preemption with SIGTERM some seconds before they kill (TPU V
 GPUs, SLURM's ``--signal``, Kubernetes). A :class:`Monitor` turns the signal into a flag
 that the training loop reads at *boundaries*: after every training step, and at a few
 points every process passes in the same order (while starting, after an epoch's
-checkpoint, between final evaluations).
+checkpoint, between final evaluations). Each boundary names the training step the state
+is at.
 
 * One process: SIGTERM and SIGINT set the flag; a second one of either has its default
   effect at once (the way out of a save that hangs). The handler only records the signal.
@@ -14,12 +15,13 @@ checkpoint, between final evaluations).
   had passed, plus one: ``multihost_utils.reached_preemption_sync_point``), so every host
   saves the same step. Until a notice comes a check costs a mutex, no communication: we
   chose it over an all-reduce of a flag per step, which would make every step wait for
-  the host. SIGINT is passed on to the service as a SIGTERM to this process.
+  the host. SIGINT is passed on to the service as a SIGTERM to this process. The service
+  keeps one counter per process, and orbax's ``CheckpointManager.save`` reports the step
+  it saves to it too, so the boundaries report the training step (a count of our own
+  would be overwritten by orbax's and the agreed step be one already passed). A notice
+  during an evaluation or a save is therefore met after the next training step.
 * Several processes with that service turned off (``jax_enable_preemption_service``
   False): each boundary all-gathers the flags, a small collective per step.
-
-Boundaries are counted rather than named by the training step: the step is unknown while
-the data load and the restore run, and a count is the same on every host from the start.
 """
 from __future__ import annotations
 
@@ -44,7 +46,6 @@ class Monitor:
 
   def __init__(self):
     self.signal_name: Optional[str] = None
-    self._count = 0
     self._forwarded = False
     self._previous = {}
     self._mode = 'local'
@@ -86,14 +87,17 @@ class Monitor:
       return self.signal_name
     return f'a preemption notice to one of the {jax.process_count()} processes'
 
-  def reached(self) -> bool:
-    """Whether to stop here. Call at every boundary, on every process, in the same order."""
-    self._count += 1
+  def reached(self, step: int) -> bool:
+    """Whether to stop here, where the state is that after ``step`` training steps.
+
+    Call at every boundary, on every process, in the same order; after every step
+    (the service needs each step reported to agree on one).
+    """
     if self._mode == 'jax':
       if self.signal_name == 'SIGINT' and not self._forwarded:
         self._forwarded = True
         os.kill(os.getpid(), signal.SIGTERM)
-      hit = multihost_utils.reached_preemption_sync_point(self._count)
+      hit = multihost_utils.reached_preemption_sync_point(step)
     elif self._mode == 'gather':
       flags = multihost_utils.process_allgather(np.int32(self.signal_name is not None))
       hit = bool(np.any(flags))

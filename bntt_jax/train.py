@@ -316,14 +316,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   latest = ckpt.latest_step()
   if latest is not None and record is not None:
     config_lib.check_resume(config_lib.config_in_force(record, latest), config, latest)
-  if preempt.reached():
+  if preempt.reached(latest or 0):
     raise stopped()
 
   # Data.
   d = config.data
   ds, mean, std = load_data(config)
   info = ds.info
-  if preempt.reached():
+  if preempt.reached(latest or 0):
     raise stopped()
   global_batch = config.train.batch_size
   if global_batch > len(ds.train):
@@ -379,7 +379,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     metrics_lib.write_json(os.path.join(workdir, 'config.json'), config_lib.config_record(
         record if restored is not None else None, config, start_step))
     writer.keep_epochs_before(start_epoch)
-  if preempt.reached():
+  if preempt.reached(start_step):
     raise stopped()
 
   p_train_step = jax.jit(functools.partial(train_step, learning_rate_fn=learning_rate_fn),
@@ -424,7 +424,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         pending.append((step, m))
         done = step + 1
         # The state after this step, saved on every process at the same step.
-        preempted = preempt.reached()
+        preempted = preempt.reached(done)
         save_now = (ckpt_every and done % ckpt_every == 0 and done != last) or preempted
         if done % log_every == 0 or done == last or save_now:
           # Host sync: check the losses before anything is saved.
@@ -485,7 +485,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       # one, and a rerun from it repeats this evaluation and row exactly.
       if ckpt.latest_step() != last:
         checkpoint(last, {k: 0.0 for k in _TRAIN_SUMS}, None, epoch + 1, lr)
-      if preempt.reached():
+      if preempt.reached(last):
         raise stopped()
   finally:
     bar.close()
@@ -493,8 +493,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   # Final evaluation: the last parameters, num_keys Poisson draws of the full test split.
   finals = [last_eval] if last_eval is not None else [run_eval(state, ds.test, keys[0])]
+  final_step = int(jax.device_get(state.step))
   for k in keys[1:]:
-    if preempt.reached():    # the last checkpoint is the final state: a rerun evaluates it
+    # The last checkpoint holds the final state: a rerun evaluates it.
+    if preempt.reached(final_step):
       raise stopped()
     finals.append(run_eval(state, ds.test, k))
   summary = summarize(finals, config, meta, layer_names, steps=total_steps,

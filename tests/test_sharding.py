@@ -132,9 +132,10 @@ def test_a_signal_to_one_of_two_processes_saves_the_same_step_on_both_and_exits(
   process 0 stopped with a cross-process error (exit 1)."""
   workdir = tmp_path / 'run'
   procs = _start_two(workdir, 200, _free_port(), JAX_ENABLE_PREEMPTION_SERVICE=service)
+  rows = workdir / 'metrics.jsonl'     # created empty at the start: wait for epoch 0's row
   try:
     deadline = time.time() + 300
-    while not (workdir / 'metrics.jsonl').exists():
+    while not (rows.exists() and rows.read_text().count('\n') >= 1):
       assert time.time() < deadline and all(p.poll() is None for p in procs)
       time.sleep(0.2)
     procs[1].send_signal(sig)
@@ -147,7 +148,7 @@ def test_a_signal_to_one_of_two_processes_saves_the_same_step_on_both_and_exits(
   for p, err in zip(procs, outs):
     assert p.returncode == 3, err[-3000:]
     lines = [line for line in err.splitlines() if line.startswith('preempted:')]
-    assert len(lines) == 1, err[-3000:]
+    assert len(lines) == 1 and 'checkpoint of step ' in lines[0], err[-3000:]
     steps.append(int(lines[0].split('checkpoint of step ')[1].split()[0]))
   assert steps[0] == steps[1]
   saved = max(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())

@@ -154,9 +154,11 @@ def test_preempted_at_any_boundary_resumes_to_the_uninterrupted_run(
   was no preemption handling (bntt_jax.preemption did not exist)."""
   whole, config, summary = uninterrupted
   real = preemption.Monitor.reached
+  calls = []
 
-  def fires(self):
-    hit = real(self) or self._count >= boundary
+  def fires(self, step):
+    calls.append(step)
+    hit = real(self, step) or len(calls) >= boundary
     if hit:
       self.signal_name = 'SIGTERM'
     return hit
@@ -165,6 +167,8 @@ def test_preempted_at_any_boundary_resumes_to_the_uninterrupted_run(
   with pytest.raises(Preempted) as e:
     train.train_and_evaluate(config, workdir)
   assert e.value.step == newest
+  # What each boundary reports: the step the state is at.
+  assert calls == [0, 0, 0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10, 10, 10][:boundary]
   if saved is not None:
     assert str(e.value).startswith(f'SIGTERM: saved the checkpoint of step {saved} in ')
   elif newest is not None:
