@@ -5,10 +5,12 @@ line: ``<what> <value> is not accepted: <accepted>``.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import math
 import os
-from typing import Any, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 import ml_collections
 
@@ -99,6 +101,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
   if m.num_classes is not None:
     _int_at_least('num_classes', m.num_classes, 1)
   _one_of('norm', m.norm, tuple(sorted(norms.NORMS)))
+  settings = norm_settings(norms)
+  for key in m.norm_kwargs.keys():
+    if key not in settings:
+      raise ConfigError('norm_kwargs key', key, f'one of {", ".join(settings)} (the norms\' '
+                        'settings)')
   _one_of('neuron', m.neuron, ('lif', 'relu'))
   if isinstance(m.leak, bool) or not isinstance(m.leak, (int, float)) or not 0 < m.leak <= 1:
     raise ConfigError('leak', m.leak, 'a number in (0, 1]')
@@ -154,6 +161,18 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
     data.check_data_dir(d.name, d.source, d.dir)
 
 
+def norm_settings(norms) -> Tuple[str, ...]:
+  """Keys ``model.norm_kwargs`` may hold: the settings (numbers, flags) of any norm.
+
+  ``norms.make_norm`` passes each norm the ones it has and drops the rest, so one config
+  can carry, e.g., tdbn's ``threshold``; a key no norm has is a typo.
+  """
+  return tuple(sorted({
+      f.name for cls in norms.NORMS.values() for f in dataclasses.fields(cls)
+      if f.name not in ('num_steps', 'parent', 'name')
+      and isinstance(f.default, (bool, int, float))}))
+
+
 def model_kwargs(config: ml_collections.ConfigDict, num_classes: int, *,
                  devices: Optional[Sequence[Any]] = None, axis_name: Optional[str] = None) -> dict:
   """``create_model`` arguments of ``config.model``.
@@ -194,6 +213,106 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int, *,
   return models.create_model(config.model.arch, **model_kwargs(
       config, num_classes, devices=devices, axis_name=axis_name))
 
+
+
+# Resuming a run with another config. The rule, in one place: a changed key stops the
+# resumed run (ConfigError naming the keys) unless it is one of these, which change how
+# long the run is, what it logs and saves, how it evaluates, or how the same function is
+# computed (kernels, remat, scan unrolling, the schedule: equal numbers to float
+# rounding), but not the model, the data or the optimisation. Those are allowed and
+# recorded in config.json's history with the step they took effect. A prefix ending in
+# '.' covers a whole section.
+RESUMABLE = (
+    'train.epochs', 'train.checkpoint_every_steps', 'train.keep_checkpoints',
+    'train.log_every_steps', 'eval.', 'analysis.', 'data.dir', 'data.download',
+    'data.prefetch', 'data.options.cache_dir', 'data.options.workers', 'model.sparse_conv',
+    'model.lif_kernel', 'model.remat', 'model.unroll', 'model.schedule',
+)
+
+
+def _plain(config) -> Dict[str, Any]:
+  """A config as JSON has it (tuples as lists), without a run record's history."""
+  d = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
+  d.pop('history', None)
+  return json.loads(json.dumps(d))
+
+
+def _flat(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):        # an empty free-form dict holds no keys
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def _resumable(key: str) -> bool:
+  return any(key == r or (r.endswith('.') and key.startswith(r)) for r in RESUMABLE)
+
+
+def resume_changes(saved, new) -> Tuple[Dict[str, tuple], Dict[str, tuple]]:
+  """``(stopping, allowed)``: the keys that differ between a run's saved config and
+  ``new``, each ``key: (saved value, new value)`` (None where a key is absent), split by
+  :data:`RESUMABLE`. Free-form dicts (``model.norm_kwargs``, ...) are compared entry by
+  entry."""
+  a, b = _flat(_plain(saved)), _flat(_plain(new))
+  stopping, allowed = {}, {}
+  for key in sorted(set(a) | set(b)):
+    if a.get(key) != b.get(key):
+      (allowed if _resumable(key) else stopping)[key] = (a.get(key), b.get(key))
+  return stopping, allowed
+
+
+def check_resume(saved, new, step: int) -> None:
+  """Raise ``ConfigError`` if ``new`` changes a key that stops a resumed run."""
+  stopping, _ = resume_changes(saved, new)
+  if stopping:
+    listed = ', '.join(f'{k} ({json.dumps(a)} -> {json.dumps(b)})' for k, (a, b) in
+                       stopping.items())
+    raise ConfigError('config for resuming at step', step,
+                      f'the config the run was trained under, or a new --workdir: {listed} '
+                      'changed (only the schedule length, logging, checkpointing, evaluation '
+                      'and kernels may change on resume: bntt_jax.config_lib.RESUMABLE)')
+
+
+def config_in_force(record: Optional[Dict[str, Any]], step: int) -> Optional[Dict[str, Any]]:
+  """The config a run's ``config.json`` (``record``) says was in force at ``step``."""
+  if record is None:
+    return None
+  history = record.get('history') or [{'step': 0, 'config': _plain(record)}]
+  in_force = [h for h in history if h['step'] <= step]
+  return (in_force or history)[-1]['config']
+
+
+def config_record(record: Optional[Dict[str, Any]], config, step: int) -> Dict[str, Any]:
+  """What ``config.json`` holds after a run (re)starts at ``step`` with ``config``.
+
+  The current config at the top level, as before (readers that want the run's
+  config read it as they always did), and ``history``: ``[{step, config,
+  changed}]``, every config the run was trained under with the step it took
+  effect (``changed``: ``{key: [before, after]}``). Entries after ``step``
+  (a resume from an older checkpoint than the newest) no longer describe the run
+  and are dropped.
+  """
+  current = _plain(config)
+  history = []
+  if record is not None:
+    history = [h for h in (record.get('history') or [{'step': 0, 'config': _plain(record)}])
+               if h['step'] <= step]
+  if not history:
+    history = [{'step': step, 'config': current}]
+  elif history[-1]['config'] != current:
+    stopping, allowed = resume_changes(history[-1]['config'], current)
+    changed = {k: list(v) for k, v in sorted({**stopping, **allowed}.items())}
+    history.append({'step': step, 'config': current, 'changed': changed})
+  return {**current, 'history': history}
+
+
+def read_run_config(path: str) -> ml_collections.ConfigDict:
+  """The current config of a run from its ``config.json`` (with or without a history)."""
+  with open(path) as f:
+    return ml_collections.ConfigDict(_plain(json.load(f)))
 
 
 def _config_path(argv, default: str, flag: str = 'config') -> str:

@@ -1,4 +1,4 @@
-"""The three ways a run stops on purpose, each reported as one line by ``main``.
+"""The ways a run stops on purpose, each reported as one line by ``main``.
 
 * :class:`ConfigError`: a value the run cannot accept (unknown model, missing
   data directory, T < 1, ...). ``main`` prints
@@ -9,8 +9,16 @@
   exit code 2.
 * :class:`NonFiniteLossError`: training produced a non-finite loss; the last
   good checkpoint is kept and named in the message (exit code 1).
+* :class:`CheckpointError`: a checkpoint could not be written (a full disk);
+  the previous checkpoint is intact and named in the message (exit code 1).
+* :class:`Preempted`: SIGTERM or SIGINT (or, on a multi-host run, a preemption
+  notice on any host); the state after the last finished step is saved and
+  ``main`` prints ``preempted: ...`` and exits with :data:`PREEMPTED_EXIT_CODE`.
+  Rerunning the same command resumes.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 
 class ConfigError(ValueError):
@@ -28,3 +36,24 @@ class DataError(ValueError):
 
 class NonFiniteLossError(RuntimeError):
   """Training stopped on a non-finite loss."""
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint could not be written; ``str(e)`` is one line naming the directory."""
+
+
+# Not 143 (128 + SIGTERM): a shell reports that for a process the signal killed before it
+# saved anything. 3 says "stopped on request, resumable", for a scheduler's requeue rule.
+PREEMPTED_EXIT_CODE = 3
+
+
+class Preempted(Exception):
+  """Training stopped on a preemption notice; ``str(e)`` is the one line to print.
+
+  Attributes:
+    step: the step of the newest checkpoint, the one a rerun resumes from.
+  """
+
+  def __init__(self, message: str, step: Optional[int]):
+    self.step = step
+    super().__init__(message)

@@ -11,6 +11,12 @@ not accepted ends the run with one ``error:`` line and exit code 2.
 (:mod:`bntt_jax.plan`, before any data is read) and prints what they need per device; a
 step that does not fit a device's memory stops the run there, with the largest per-device
 batch that fits.
+
+Exit codes: 0 done; 1 a non-finite loss, a checkpoint that could not be written
+(a full disk), a failed cross-process operation; 2 a config, data or workdir
+error (also a plan that does not fit); 3 preempted (SIGTERM or SIGINT, or a
+preemption notice to any host): the step reached is saved, ``preempted: ...``
+says which, and the same command resumes.
 """
 import datetime
 import os
@@ -23,7 +29,8 @@ from ml_collections import config_flags
 
 from bntt_jax import config_lib
 from bntt_jax import platform
-from bntt_jax.errors import ConfigError, DataError, NonFiniteLossError
+from bntt_jax.errors import (CheckpointError, ConfigError, DataError, NonFiniteLossError,
+                             PREEMPTED_EXIT_CODE, Preempted)
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'default_config.py')
 
@@ -85,8 +92,11 @@ def main(argv):
     train.train_and_evaluate(config, workdir)
   except (ConfigError, DataError) as e:
     _fail(str(e))
-  except NonFiniteLossError as e:
+  except (NonFiniteLossError, CheckpointError) as e:
     _fail(str(e), code=1)
+  except Preempted as e:
+    print(f'preempted: {e}', file=sys.stderr, flush=True)
+    sys.exit(PREEMPTED_EXIT_CODE)
   except jax.errors.JaxRuntimeError as e:
     if jax.process_count() == 1:
       raise

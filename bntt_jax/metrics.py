@@ -2,7 +2,9 @@
 
 Files (written by process 0 only):
 
-* ``config.json``: the full config of the run.
+* ``config.json``: the run's current config, and under ``history`` every config
+  it was trained under with the step it took effect
+  (``bntt_jax.config_lib.config_record``).
 * ``metrics.jsonl``: one JSON object per epoch (0-indexed ``epoch``; ``step``
   = optimizer steps done; accuracies are fractions in [0, 1]; ``spike_rate``
   = spikes per neuron over all steps of one inference, spec S8, a number in
@@ -40,6 +42,11 @@ def write_json(path: str, obj: Dict[str, Any]) -> None:
     json.dump(_clean(obj), f, indent=2, sort_keys=False)
     f.write('\n')
   os.replace(tmp, path)
+
+
+def read_json(path: str) -> Dict[str, Any]:
+  with open(path) as f:
+    return json.load(f)
 
 
 def read_jsonl(path: str) -> List[Dict[str, Any]]:

@@ -18,6 +18,14 @@ Randomness, all derived from ``config.seed``:
 So a run killed at any point and resumed from its last checkpoint ends with
 the same parameters as one that was never interrupted.
 
+What clusters do to runs (``train_and_evaluate``): SIGTERM or SIGINT (or a
+preemption notice to any host of a multi-host run) stops the run at the next
+step boundary, after saving that step (:mod:`bntt_jax.preemption`); a damaged
+newest checkpoint is skipped for the next older one; one run per workdir
+(:mod:`bntt_jax.runlock`); a resume whose config changes the model, the data or
+the optimisation stops (``config_lib.RESUMABLE``), and ``config.json`` keeps
+every config the run was trained under.
+
 Reported accuracy: ``final_test_accuracy`` is the last epoch's accuracy on the
 *full* test split, averaged over ``num_keys`` Poisson draws. The reference
 instead drops the last incomplete test batch and reports the best epoch
@@ -26,8 +34,8 @@ comparison only.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-import json
 import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -48,10 +56,12 @@ from bntt_jax import lif_kernel
 from bntt_jax import metrics as metrics_lib
 from bntt_jax import network
 from bntt_jax import optim
+from bntt_jax import preemption
+from bntt_jax import runlock
 from bntt_jax import sharding
 from bntt_jax import sparse_conv
 from bntt_jax.data import pipeline
-from bntt_jax.errors import ConfigError, NonFiniteLossError
+from bntt_jax.errors import ConfigError, NonFiniteLossError, Preempted
 
 Array = jax.Array
 
@@ -254,8 +264,19 @@ def evaluate(eval_fn: Callable, state: TrainState, split: data_lib.Split, key: A
 
 
 def _fresh_meta() -> Dict[str, Any]:
+  # ``epoch``: the epoch in progress, whose training sums ``epoch_sums`` holds (a
+  # checkpoint saved on preemption after an epoch's last step still has that epoch's
+  # evaluation to do); ``lr``: the last synced step's rate, for that epoch's row.
   return {'epoch_sums': {k: 0.0 for k in _TRAIN_SUMS}, 'epoch_spikes': None,
-          'best_test_accuracy': None, 'best_epoch': None, 'wall_seconds': 0.0}
+          'best_test_accuracy': None, 'best_epoch': None, 'wall_seconds': 0.0, 'epoch': None,
+          'lr': None}
+
+
+def _read_record(workdir: str) -> Optional[Dict[str, Any]]:
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    return None
+  return metrics_lib.read_json(path)
 
 
 def summarize(finals, config: ml_collections.ConfigDict, meta: Dict[str, Any],
@@ -300,23 +321,63 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
 
   Writes (process 0) ``workdir/config.json``, ``metrics.jsonl`` and
   ``summary.json``; every process takes part in ``workdir/checkpoints``.
+  Process 0 holds ``workdir/.lock`` throughout; SIGTERM and SIGINT are handled
+  throughout (see the module docstring).
 
   Raises:
-    ConfigError: a value that is not accepted (before anything compiles).
+    ConfigError: a value that is not accepted (before anything compiles), a
+      workdir another run holds, a resume with a config that changes the
+      model, the data or the optimisation, a workdir whose checkpoints cannot
+      be read.
     NonFiniteLossError: a non-finite training loss; the newest checkpoint is
       the last one with a finite loss.
+    CheckpointError: a checkpoint could not be written (a full disk).
+    Preempted: SIGTERM, SIGINT or a preemption notice; the state after the
+      last step is saved (see ``Preempted.step``).
   """
   start_time = time.time()
   config_lib.validate(config, jax.device_count())
   workdir = os.path.abspath(workdir)
-  is_main = sharding.is_main_process()
-  if is_main:
+  if sharding.is_main_process():
     os.makedirs(workdir, exist_ok=True)
+  # The checkpointer only after the lock: opening it clears its directory's unfinished
+  # saves, which may be those of a run still writing there.
+  with runlock.hold_for_run(workdir), preemption.Monitor() as preempt, contextlib.closing(
+      checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                                  keep=config.train.keep_checkpoints)) as ckpt:
+    return _train_and_evaluate(config, workdir, ckpt, preempt, start_time)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        ckpt: checkpoint_lib.Checkpointer, preempt: preemption.Monitor,
+                        start_time: float) -> Dict[str, Any]:
+  is_main = sharding.is_main_process()
+
+  def stopped(saved: Optional[int] = None) -> Preempted:
+    newest = ckpt.latest_step()
+    if saved is not None:
+      what = f'saved the checkpoint of step {saved} in {ckpt.directory}'
+    elif newest is not None:
+      what = f'stopped; the checkpoint of step {newest} in {ckpt.directory} holds the run so far'
+    else:
+      what = 'stopped before the first checkpoint'
+    return Preempted(f'{preempt.reason}: {what}; rerun the same command to '
+                     f'{"resume" if newest is not None else "start again"}', newest)
+
+  # A resume with a config that changes the model or the data stops before the data load.
+  record = _read_record(workdir)
+  latest = ckpt.latest_step()
+  if latest is not None and record is not None:
+    config_lib.check_resume(config_lib.config_in_force(record, latest), config, latest)
+  if preempt.reached(latest or 0):
+    raise stopped()
 
   # Data.
   d = config.data
   ds, mean, std = load_data(config)
   info = ds.info
+  if preempt.reached(latest or 0):
+    raise stopped()
   global_batch = config.train.batch_size
   if global_batch > len(ds.train):
     raise ConfigError('batch size', global_batch,
@@ -350,26 +411,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                                     input_shape=info.shape, learning_rate_fn=learning_rate_fn),
                   out_shardings=repl)(init_key)
 
-  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
-                                     keep=config.train.keep_checkpoints)
   meta = _fresh_meta()
-  latest = ckpt.latest_step()
-  if latest is not None:
-    try:
-      state, meta = ckpt.restore(latest, state)
-    except ValueError as e:
-      ckpt.close()
-      raise ConfigError('workdir', workdir,
-                        f'a new directory, or one holding a run of this config (its checkpoint '
-                        f'at step {latest} does not fit: {e})') from None
-    logging.info('Resuming from the checkpoint at step %d in %s', latest, ckpt.directory)
+  try:
+    restored = ckpt.restore_newest(state, os.path.join(workdir, 'checkpoints_damaged'))
+  except checkpoint_lib.ModelMismatchError as e:
+    raise ConfigError('workdir', workdir,
+                      f'a new directory, or one holding a run of this config (its checkpoint '
+                      f'at step {latest} does not fit: {e})') from None
+  if restored is not None:
+    state, meta, resumed = restored
+    meta = {**_fresh_meta(), **meta}     # checkpoints older than the epoch and lr fields
+    logging.info('Resuming from the checkpoint at step %d in %s', resumed, ckpt.directory)
+    if resumed != latest and record is not None:   # fell back past a damaged checkpoint
+      config_lib.check_resume(config_lib.config_in_force(record, resumed), config, resumed)
   start_step = int(jax.device_get(state.step))
-  start_epoch = start_step // steps_per_epoch
+  start_epoch = (int(meta['epoch']) if meta['epoch'] is not None
+                 else start_step // steps_per_epoch)
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   writer = metrics_lib.JsonlWriter(metrics_path)
   if is_main:
-    metrics_lib.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+    metrics_lib.write_json(os.path.join(workdir, 'config.json'), config_lib.config_record(
+        record if restored is not None else None, config, start_step))
     writer.keep_epochs_before(start_epoch)
+  if preempt.reached(start_step):
+    raise stopped()
 
   p_train_step = parallel_train_step(mesh, learning_rate_fn)
   p_eval_step = parallel_eval_step(mesh, config.eval.timesteps)
@@ -386,9 +451,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   def wall() -> float:
     return elapsed_before + time.time() - start_time
 
-  def checkpoint(step: int, sums, spikes) -> None:
+  def checkpoint(step: int, sums, spikes, epoch: int, lr: float) -> None:
     meta.update(epoch_sums=dict(sums), epoch_spikes=None if spikes is None else list(spikes),
-                wall_seconds=wall())
+                wall_seconds=wall(), epoch=epoch, lr=lr)
     ckpt.save(step, state, meta)
 
   try:
@@ -400,7 +465,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       spikes = (np.asarray(meta['epoch_spikes'], np.float64)
                 if resumed_mid_epoch and meta['epoch_spikes'] is not None else None)
       pending = []
-      lr = float('nan')
+      lr = float(meta['lr']) if resumed_mid_epoch and meta['lr'] is not None else float('nan')
       t_first = t_end = None
       t_epoch = time.perf_counter()
       batches = train_data.iterate(first, last, prefetch=d.prefetch)
@@ -408,7 +473,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
         state, m = p_train_step(state, sharding.global_batch(local, mesh), train_key)
         pending.append((step, m))
         done = step + 1
-        save_now = ckpt_every and done % ckpt_every == 0 and done != last
+        # The state after this step, saved on every process at the same step.
+        preempted = preempt.reached(done)
+        save_now = (ckpt_every and done % ckpt_every == 0 and done != last) or preempted
         if done % log_every == 0 or done == last or save_now:
           # Host sync: check the losses before anything is saved.
           for s, host_m in jax.device_get(pending):
@@ -430,7 +497,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
           bar.update(done, epoch=f'{epoch + 1}/{num_epochs}',
                      loss=f'{sums["loss"] / max(sums["count"], 1):.4f}')
         if save_now:
-          checkpoint(done, sums, spikes)
+          checkpoint(done, sums, spikes, epoch, lr)
+        if preempted:
+          raise stopped(saved=done)
       # Throughput after the first host sync (which waits for compilation), or
       # over the whole epoch when it had one sync only.
       if t_end is not None and t_end[1] > t_first[1]:
@@ -462,14 +531,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                    img_per_s)
       if is_main:
         writer.write(row)
-      checkpoint(last, {k: 0.0 for k in _TRAIN_SUMS}, None)
+      # Resumed from a preemption checkpoint of this epoch's last step: its state is this
+      # one, and a rerun from it repeats this evaluation and row exactly.
+      if ckpt.latest_step() != last:
+        checkpoint(last, {k: 0.0 for k in _TRAIN_SUMS}, None, epoch + 1, lr)
+      if preempt.reached(last):
+        raise stopped()
   finally:
     bar.close()
     ckpt.close()   # also when training stops early (a non-finite loss, an interrupt)
 
   # Final evaluation: the last parameters, num_keys Poisson draws of the full test split.
   finals = [last_eval] if last_eval is not None else [run_eval(state, ds.test, keys[0])]
-  finals += [run_eval(state, ds.test, k) for k in keys[1:]]
+  final_step = int(jax.device_get(state.step))
+  for k in keys[1:]:
+    # The last checkpoint holds the final state: a rerun evaluates it.
+    if preempt.reached(final_step):
+      raise stopped()
+    finals.append(run_eval(state, ds.test, k))
   summary = summarize(finals, config, meta, layer_names, steps=total_steps,
                       train_examples=len(ds.train), wall_seconds=wall())
   if is_main:
@@ -488,7 +567,6 @@ def load_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Dict[str, Any]]:
     ``workdir/config.json`` (tuples come back as lists) and numpy arrays
     (``batch_stats`` is ``{}`` for ``norm = none``).
   """
-  with open(os.path.join(workdir, 'config.json')) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = config_lib.read_run_config(os.path.join(workdir, 'config.json'))
   state = checkpoint_lib.load_state(workdir)
   return config, {'params': state['params'], 'batch_stats': state.get('batch_stats') or {}}

@@ -100,3 +100,91 @@ def test_model_arguments_map_one_to_one_onto_create_model():
   assert model.num_steps == config.model.timesteps and model.norm == 'bntt'
   config.model.sparse_conv = 'off'
   assert config_lib.create_model(config, 10).sparse_conv == 'off'
+
+
+def test_unknown_norm_argument_is_a_config_error_listing_the_accepted_ones():
+  """Before: make_norm dropped 'eps' (PyTorch's spelling of epsilon) without a word."""
+  config = default_config.get_config()
+  config.model.norm_kwargs = ml_collections.ConfigDict({'eps': 1e-3})
+  with pytest.raises(ConfigError) as e:
+    config_lib.validate(config)
+  assert str(e.value) == ("norm_kwargs key 'eps' is not accepted: one of alpha, epsilon, "
+                          "momentum, stat_groups, threshold, use_bias (the norms' settings)")
+  # A setting of another norm is fine: one config may carry tdbn's threshold.
+  config.model.norm_kwargs = ml_collections.ConfigDict({'epsilon': 1e-3, 'threshold': 0.5})
+  config_lib.validate(config)
+
+
+def _changed(key, value):
+  config = default_config.get_config()
+  node = config
+  *parents, last = key.split('.')
+  for p in parents:
+    node = node[p]
+  node[last] = value
+  return config
+
+
+@pytest.mark.parametrize('key,value', [
+    ('model.arch', 'vgg9'), ('model.timesteps', 4), ('model.leak', 0.8),
+    ('model.threshold', 0.5), ('model.norm', 'tebn'), ('data.name', 'mnist'), ('seed', 1),
+    ('train.batch_size', 64), ('train.learning_rate', 0.05), ('train.optimizer', 'adam'),
+    ('data.augment', 'crop_flip'), ('model.dtype', 'bfloat16'),
+])
+def test_resume_stops_on_a_change_that_changes_the_model_or_the_data(key, value):
+  saved = default_config.get_config().to_dict()
+  stop, allowed = config_lib.resume_changes(saved, _changed(key, value))
+  assert list(stop) == [key] and allowed == {}
+  with pytest.raises(ConfigError) as e:
+    config_lib.check_resume(saved, _changed(key, value), step=40)
+  assert f'{key} (' in str(e.value) and '\n' not in str(e.value)
+
+
+@pytest.mark.parametrize('key,value', [
+    ('train.epochs', 50), ('train.checkpoint_every_steps', 7), ('train.keep_checkpoints', 5),
+    ('train.log_every_steps', 3), ('eval.num_keys', 1), ('eval.batch_size', 100),
+    ('data.prefetch', 0), ('data.dir', '/elsewhere'), ('model.lif_kernel', 'off'),
+])
+def test_resume_allows_schedule_length_logging_and_evaluation_changes(key, value):
+  saved = default_config.get_config().to_dict()
+  stop, allowed = config_lib.resume_changes(saved, _changed(key, value))
+  assert stop == {}
+  old = saved
+  for part in key.split('.'):
+    old = old[part]
+  assert allowed == {key: (old, value)}
+
+
+def test_norm_kwargs_entries_are_compared_one_by_one():
+  saved = _changed('model.norm_kwargs', ml_collections.ConfigDict({'epsilon': 1e-4})).to_dict()
+  stop, _ = config_lib.resume_changes(
+      saved, _changed('model.norm_kwargs', ml_collections.ConfigDict({'epsilon': 1e-3})))
+  assert stop == {'model.norm_kwargs.epsilon': (1e-4, 1e-3)}
+  stop, _ = config_lib.resume_changes(saved, default_config.get_config())
+  assert stop == {'model.norm_kwargs.epsilon': (1e-4, None)}
+
+
+def test_config_record_keeps_every_config_with_the_step_it_took_effect():
+  first = default_config.get_config()
+  record = config_lib.config_record(None, first, step=0)
+  assert record['history'] == [{'step': 0, 'config': json_roundtrip(first)}]
+  assert {k: v for k, v in record.items() if k != 'history'} == json_roundtrip(first)
+  assert config_lib.config_record(record, first, step=40) == record   # no change: no entry
+  longer = _changed('train.epochs', 40)
+  r2 = config_lib.config_record(record, longer, step=40)
+  assert r2['train']['epochs'] == 40
+  assert [h['step'] for h in r2['history']] == [0, 40]
+  assert r2['history'][1]['changed'] == {'train.epochs': [25, 40]}
+  # Resumed from an older checkpoint (the newer one was damaged): later entries no longer
+  # describe the run.
+  r3 = config_lib.config_record(r2, first, step=30)
+  assert [h['step'] for h in r3['history']] == [0] and r3['train']['epochs'] == 25
+  assert config_lib.config_in_force(r2, 39)['train']['epochs'] == 25
+  assert config_lib.config_in_force(r2, 40)['train']['epochs'] == 40
+  # A run written before histories were kept: its plain config counts from step 0.
+  assert config_lib.config_in_force(json_roundtrip(first), 500) == json_roundtrip(first)
+
+
+def json_roundtrip(config):
+  import json  # pylint: disable=g-import-not-at-top
+  return json.loads(json.dumps(config.to_dict()))

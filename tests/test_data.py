@@ -8,7 +8,7 @@ import pytest
 
 from bntt_jax import data as data_lib
 from bntt_jax.data import augment, idx, pipeline, tfds_source, tiny_imagenet
-from bntt_jax.errors import ConfigError
+from bntt_jax.errors import ConfigError, DataError
 
 
 def _write_idx(path, array):
@@ -55,6 +55,23 @@ def test_idx_reader_rejects_missing_files_and_bad_magic(tmp_path):
     idx.read_idx(str(tmp_path / 'bad'))
 
 
+@pytest.mark.parametrize('damage,cause', [
+    (lambda b: gzip.compress(b)[:-40], 'EOFError'),              # cut in the gzip stream
+    (lambda b: b'not gzip at all, just text', 'BadGzipFile'),
+])
+def test_truncated_or_corrupt_gzipped_idx_is_a_data_error_naming_the_file(tmp_path, damage,
+                                                                        cause):
+  """Before: gzip's EOFError / BadGzipFile came out raw."""
+  path = tmp_path / 'train-images-idx3-ubyte.gz'
+  payload = bytes([0, 0, 0x08, 1, 0, 0, 0, 200]) + bytes(range(200))
+  path.write_bytes(damage(payload))
+  with pytest.raises(DataError) as e:
+    idx.read_idx(str(path))
+  message = str(e.value)
+  assert message.startswith(f'IDX file {str(path)!r} is truncated or corrupt ({cause}')
+  assert message.endswith('download it again') and '\n' not in message
+
+
 def _tiny_imagenet_dir(root, classes=('n01443537', 'n01629819', 'n01641577'), per_class=2):
   from PIL import Image
   root.mkdir()
@@ -95,6 +112,30 @@ def test_tiny_imagenet_reader_on_the_standard_layout(tmp_path):
   np.testing.assert_array_equal(xtr, xtr2)
   ds = data_lib.load_dataset('tiny_imagenet', data_dir=str(root))
   assert ds.info.num_classes == 3 and ds.info.shape == (64, 64, 3)
+
+
+def test_tiny_imagenet_truncated_image_is_a_data_error_naming_the_file(tmp_path):
+  """Before: Pillow's OSError "image file is truncated" came out of a worker thread raw."""
+  root = tmp_path / 'tiny-imagenet-200'
+  _tiny_imagenet_dir(root)
+  bad = root / 'train' / 'n01629819' / 'images' / 'n01629819_1.JPEG'
+  bad.write_bytes(bad.read_bytes()[:200])
+  with pytest.raises(DataError) as e:
+    tiny_imagenet.load(str(root))
+  assert str(e.value).startswith(f'Tiny-ImageNet image {str(bad)!r} cannot be decoded (')
+  assert 'a fresh copy' in str(e.value) and '\n' not in str(e.value)
+
+
+def test_tiny_imagenet_unreadable_cache_is_rebuilt(tmp_path):
+  """A cache .npy cut by a full disk or a kill is decoded again, not an error."""
+  root = tmp_path / 'tiny-imagenet-200'
+  _tiny_imagenet_dir(root)
+  cache = tmp_path / 'cache'
+  (xtr, _), _, _ = tiny_imagenet.load(str(root), cache_dir=str(cache))
+  for p in cache.iterdir():
+    p.write_bytes(p.read_bytes()[:100])
+  (xtr2, _), _, _ = tiny_imagenet.load(str(root), cache_dir=str(cache))
+  np.testing.assert_array_equal(xtr, xtr2)
 
 
 def test_tiny_imagenet_reader_rejects_a_wrong_directory(tmp_path):
@@ -211,6 +252,40 @@ def test_frames_pass_through_without_augmentation_or_normalisation():
     pipeline.TrainPipeline(frames, y, global_batch=3, seed=0, augment='crop_flip')
   ev = next(pipeline.eval_batches(frames, y, global_batch=4))
   np.testing.assert_array_equal(ev['image'], frames[:4])
+
+
+def _unprepared_dummy(monkeypatch, error):
+  tfds = pytest.importorskip('tensorflow_datasets')
+
+  def offline(self, *a, **kw):
+    raise error
+  monkeypatch.setattr(tfds.testing.DummyMnist, 'download_and_prepare', offline)
+  monkeypatch.setattr(tfds, 'builder', lambda name, data_dir=None, **kw:
+                      tfds.testing.DummyMnist(data_dir=data_dir, **kw))
+
+
+def test_tfds_unprepared_without_network_is_a_data_error_with_the_command(tmp_path,
+                                                                          monkeypatch):
+  """Before: the requests.exceptions.ConnectionError came out raw."""
+  requests = pytest.importorskip('requests')
+  _unprepared_dummy(monkeypatch, requests.exceptions.ConnectionError('Max retries exceeded'))
+  with pytest.raises(DataError) as e:
+    tfds_source.load('dummy_mnist', data_dir=str(tmp_path))
+  message = str(e.value)
+  assert message.startswith(f"tfds dataset 'dummy_mnist' is not prepared in {str(tmp_path)!r}")
+  assert 'could not be downloaded (ConnectionError: Max retries exceeded)' in message
+  assert ("python -c \"import tensorflow_datasets as tfds; tfds.builder('dummy_mnist', "
+          "data_dir=DIR, file_format='array_record').download_and_prepare("
+          "file_format='array_record')\"") in message
+  assert '\n' not in message
+
+
+def test_tfds_unprepared_with_download_off_names_the_command_too(tmp_path, monkeypatch):
+  _unprepared_dummy(monkeypatch, AssertionError('must not download'))
+  with pytest.raises(ConfigError) as e:
+    tfds_source.load('dummy_mnist', data_dir=str(tmp_path), download=False)
+  assert 'config.data.download=True' in str(e.value)
+  assert "tfds.builder('dummy_mnist', data_dir=DIR" in str(e.value)
 
 
 def test_registry_rejects_unknown_names_and_missing_directories(tmp_path):

@@ -49,6 +49,10 @@ def _main(args, cache_dir=None, **kw):
     (['--config.model.threshold=-1'], 'error: threshold -1.0 is not accepted: a number > 0'),
     (['--config.train.batch_size=0'], 'error: batch size 0 is not accepted: an integer >= 1'),
     (['--config.train.epochs=abc'], 'error: flag --config.train.epochs=abc'),
+    # Before: the typo (PyTorch's name for epsilon) was dropped and the run trained.
+    (["--config.model.norm_kwargs={'eps': 1e-3}"],
+     "error: norm_kwargs key 'eps' is not accepted: one of alpha, epsilon, momentum, "
+     "stat_groups, threshold, use_bias"),
 ])
 def test_bad_input_gives_one_line_and_exit_code_2(tmp_path, args, message):
   r = _main(args + [f'--workdir={tmp_path / "run"}'])
@@ -111,3 +115,82 @@ def test_sigkill_and_resume_ends_with_the_same_parameters(tmp_path):
   sa, sb = (json.loads((d / 'summary.json').read_text()) for d in (whole, broken))
   assert sa['final_test_accuracies'] == sb['final_test_accuracies']
   assert sa['final_test_accuracy'] >= 0.5        # 6 epochs of T = 4 learn something
+
+
+def _idx_dir(root, truncate_gz):
+  import gzip  # pylint: disable=g-import-not-at-top
+  root.mkdir()
+  rng = np.random.RandomState(0)
+  for name, a in (('train-images-idx3-ubyte', rng.randint(0, 256, (40, 28, 28))),
+                  ('train-labels-idx1-ubyte', rng.randint(0, 10, 40)),
+                  ('t10k-images-idx3-ubyte', rng.randint(0, 256, (10, 28, 28))),
+                  ('t10k-labels-idx1-ubyte', rng.randint(0, 10, 10))):
+    payload = bytes([0, 0, 0x08, a.ndim]) + b''.join(
+        int(s).to_bytes(4, 'big') for s in a.shape) + a.astype(np.uint8).tobytes()
+    path = root / (name + '.gz')
+    path.write_bytes(gzip.compress(payload))
+  if truncate_gz:
+    bad = root / 'train-images-idx3-ubyte.gz'
+    bad.write_bytes(bad.read_bytes()[:-100])
+  return root / 'train-images-idx3-ubyte.gz'
+
+
+def _tiny_imagenet(root):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  for c in ('n01443537', 'n01629819'):
+    d = root / 'train' / c / 'images'
+    d.mkdir(parents=True)
+    for i in range(2):
+      Image.fromarray(np.random.RandomState(i).randint(0, 256, (64, 64, 3), np.uint8)).save(
+          d / f'{c}_{i}.JPEG')
+  (root / 'val' / 'images').mkdir(parents=True)
+  Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(root / 'val' / 'images' / 'val_0.JPEG')
+  (root / 'val' / 'val_annotations.txt').write_text('val_0.JPEG\tn01443537\t0\t0\t63\t63\n')
+  bad = root / 'train' / 'n01629819' / 'images' / 'n01629819_1.JPEG'
+  bad.write_bytes(bad.read_bytes()[:300])
+  return bad
+
+
+def test_truncated_idx_file_is_one_line_naming_it_and_exit_code_2(tmp_path):
+  """Before: exit 1 with gzip's raw EOFError traceback."""
+  bad = _idx_dir(tmp_path / 'mnist', truncate_gz=True)
+  r = _main(['--config=configs/mnist.py', '--config.data.source=idx',
+             f'--config.data.dir={tmp_path / "mnist"}', f'--workdir={tmp_path / "run"}'])
+  assert r.returncode == 2, r.stderr[-3000:]
+  lines = [line for line in r.stderr.splitlines() if line.startswith('error:')]
+  assert len(lines) == 1 and str(bad) in lines[0] and 'truncated or corrupt' in lines[0]
+  assert 'Traceback' not in r.stderr
+
+
+def test_truncated_tiny_imagenet_image_is_one_line_naming_it_and_exit_code_2(tmp_path):
+  """Before: exit 1 with Pillow's "image file is truncated" OSError traceback."""
+  bad = _tiny_imagenet(tmp_path / 'tiny-imagenet-200')
+  r = _main(['--config=configs/tiny_imagenet.py', f'--config.data.dir={tmp_path / "tiny-imagenet-200"}',
+             '--config.model.timesteps=1', f'--workdir={tmp_path / "run"}'])
+  assert r.returncode == 2, r.stderr[-3000:]
+  lines = [line for line in r.stderr.splitlines() if line.startswith('error:')]
+  assert len(lines) == 1 and str(bad) in lines[0] and 'cannot be decoded' in lines[0]
+  assert 'Traceback' not in r.stderr
+
+
+def test_unprepared_tfds_dataset_without_network_says_where_and_how_exit_code_2(tmp_path):
+  """No network: every HTTP(S) request goes to a closed local port, and tfds's 10 retries
+  with back-off (3.5 minutes) are cut to none. Before: exit 1 with a raw
+  requests.exceptions.ProxyError (a ConnectionError) traceback."""
+  pytest.importorskip('tensorflow')
+  data_dir = tmp_path / 'tensorflow_datasets'
+  code = ('from tensorflow_datasets.core.download import downloader; downloader.MAX_RETRIES = 0; '
+          'from bntt_jax import main; main.run()')
+  env = dict(_env(), HTTP_PROXY='http://127.0.0.1:9', HTTPS_PROXY='http://127.0.0.1:9',
+             BNTT_CPU_RUNTIME='default')
+  r = subprocess.run([sys.executable, '-c', code, '--config=configs/cifar10.py',
+                      f'--config.data.dir={data_dir}', f'--workdir={tmp_path / "run"}'],
+                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 2, r.stderr[-3000:]
+  lines = [line for line in r.stderr.splitlines() if line.startswith('error:')]
+  assert len(lines) == 1, r.stderr[-3000:]
+  assert "tfds dataset 'cifar10'" in lines[0] and str(data_dir) in lines[0]
+  assert 'could not be downloaded' in lines[0]
+  assert ("tfds.builder('cifar10', data_dir=DIR, file_format='array_record')"
+          ".download_and_prepare(file_format='array_record')") in lines[0]
+  assert 'Traceback' not in r.stderr

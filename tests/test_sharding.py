@@ -125,3 +125,41 @@ def test_killing_one_process_stops_the_other_within_120_s(tmp_path):
   assert procs[0].returncode != 0
   assert elapsed < 120, elapsed
   assert 'error: process 0 of 2' in err or 'another task died' in err, err[-2000:]
+
+
+@pytest.mark.parametrize('sig,service', [
+    (signal.SIGTERM, 'true'),     # JAX's preemption service agrees on the step
+    (signal.SIGINT, 'true'),      # passed on to it as a SIGTERM
+    (signal.SIGTERM, 'false'),    # service off: the flags are all-gathered every step
+], ids=['sigterm-service', 'sigint-service', 'sigterm-gathered'])
+def test_a_signal_to_one_of_two_processes_saves_the_same_step_on_both_and_exits(
+    tmp_path, sig, service):
+  """Before: with the service, neither signal stopped the run (JAX's notifier swallowed
+  the SIGTERM; the SIGINT's KeyboardInterrupt did not end it either): the test timed out
+  waiting, nothing saved. Without the service, the SIGTERM killed process 1 at once and
+  process 0 stopped with a cross-process error (exit 1)."""
+  workdir = tmp_path / 'run'
+  procs = _start_two(workdir, 200, _free_port(), JAX_ENABLE_PREEMPTION_SERVICE=service)
+  rows = workdir / 'metrics.jsonl'     # created empty at the start: wait for epoch 0's row
+  try:
+    deadline = time.time() + 300
+    while not (rows.exists() and rows.read_text().count('\n') >= 1):
+      assert time.time() < deadline and all(p.poll() is None for p in procs)
+      time.sleep(0.2)
+    procs[1].send_signal(sig)
+    outs = [p.communicate(timeout=120)[1] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  steps = []
+  for p, err in zip(procs, outs):
+    assert p.returncode == 3, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith('preempted:')]
+    assert len(lines) == 1 and 'checkpoint of step ' in lines[0], err[-3000:]
+    steps.append(int(lines[0].split('checkpoint of step ')[1].split()[0]))
+  assert steps[0] == steps[1]
+  saved = max(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+  assert saved == steps[0]
+  assert int(checkpoint.load_state(workdir)['step']) == saved
+  assert not (workdir / 'summary.json').exists()

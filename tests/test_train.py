@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from bntt_jax import checkpoint, config_lib, train
-from bntt_jax.errors import ConfigError, NonFiniteLossError
+from bntt_jax import checkpoint, config_lib, preemption, train
+from bntt_jax.errors import ConfigError, NonFiniteLossError, Preempted
 
 CONFIGS = os.path.join(os.path.dirname(__file__), '..', 'configs')
 
@@ -102,6 +102,13 @@ def test_rerun_in_the_same_workdir_resumes_and_extends(tmp_path):
   workdir = str(tmp_path / 'run')
   config = _digits_config(epochs=1, lr_schedule='constant', learning_rate=0.05)
   first = train.train_and_evaluate(config, workdir)
+  # As a checkpoint written before meta had the epoch in progress and the rate.
+  meta_path = os.path.join(workdir, 'checkpoints', '5', 'meta', 'metadata')
+  with open(meta_path) as f:
+    meta = json.load(f)
+  assert meta['epoch'] == 1
+  with open(meta_path, 'w') as f:
+    json.dump({k: v for k, v in meta.items() if k not in ('epoch', 'lr')}, f)
   config.train.epochs = 2
   summary = train.train_and_evaluate(config, workdir)
   rows = _rows(workdir)
@@ -109,8 +116,77 @@ def test_rerun_in_the_same_workdir_resumes_and_extends(tmp_path):
   assert summary['steps'] == 10 and int(checkpoint.load_state(workdir)['step']) == 10
   assert summary['wall_seconds'] > first['wall_seconds']      # time accumulates over resumes
   assert rows[1]['train_loss'] < rows[0]['train_loss']
-  # A different model in the same workdir is refused in one line, not a restore traceback.
+  # A different model in the same workdir is refused in one line, not a restore traceback:
+  # by the saved config, and without one (config.json deleted) by the checkpoint's shapes.
   config.model.timesteps = 3
+  with pytest.raises(ConfigError, match=r"config for resuming at step 10 is not accepted: .*"
+                     r"model.timesteps \(2 -> 3\) changed"):
+    train.train_and_evaluate(config, workdir)
+  os.remove(os.path.join(workdir, 'config.json'))
   with pytest.raises(ConfigError, match=r"workdir .* is not accepted: a new directory, or one "
                      r"holding a run of this config \(its checkpoint at step 10 does not fit"):
     train.train_and_evaluate(config, workdir)
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('whole') / 'run')
+  config = _digits_config(epochs=2, checkpoint_every_steps=0)
+  config.eval.num_keys = 2
+  return workdir, config, train.train_and_evaluate(config, workdir)
+
+
+# Boundaries of a fresh 2-epoch run of 5 steps each: 1-3 while starting, 4-8 the steps of
+# epoch 0, 9 after its checkpoint, 10-14 epoch 1, 15 after its checkpoint, 16 before the
+# second final evaluation.
+@pytest.mark.parametrize('boundary,saved,newest', [
+    (8, 5, 5),      # epoch 0's last step: saved before its evaluation, which the rerun does
+    (9, None, 5),   # after epoch 0's checkpoint: nothing new to save
+    (12, 8, 8),     # mid-epoch (epoch 1's third step)
+    (16, None, 10), # between the final evaluations: the rerun evaluates the last checkpoint
+    (2, None, None),  # while starting: nothing trained, nothing saved
+])
+def test_preempted_at_any_boundary_resumes_to_the_uninterrupted_run(
+    tmp_path, monkeypatch, uninterrupted, boundary, saved, newest):
+  """A preemption notice (here: the monitor's check patched to fire at the n-th boundary)
+  saves the step just done, or nothing where nothing changed since the last checkpoint;
+  the rerun ends with the uninterrupted run's parameters, rows and summary. Before: there
+  was no preemption handling (bntt_jax.preemption did not exist)."""
+  whole, config, summary = uninterrupted
+  real = preemption.Monitor.reached
+  calls = []
+
+  def fires(self, step):
+    calls.append(step)
+    hit = real(self, step) or len(calls) >= boundary
+    if hit:
+      self.signal_name = 'SIGTERM'
+    return hit
+  monkeypatch.setattr(preemption.Monitor, 'reached', fires)
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(Preempted) as e:
+    train.train_and_evaluate(config, workdir)
+  assert e.value.step == newest
+  # What each boundary reports: the step the state is at.
+  assert calls == [0, 0, 0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10, 10, 10][:boundary]
+  if saved is not None:
+    assert str(e.value).startswith(f'SIGTERM: saved the checkpoint of step {saved} in ')
+  elif newest is not None:
+    assert f'the checkpoint of step {newest} ' in str(e.value)
+  else:
+    assert 'stopped before the first checkpoint; rerun the same command to start again' in str(
+        e.value)
+  if newest is not None:
+    assert int(checkpoint.load_state(workdir)['step']) == newest
+  assert not os.path.exists(os.path.join(workdir, '.lock'))
+  monkeypatch.undo()
+  again = train.train_and_evaluate(config, workdir)
+  a, b = checkpoint.load_state(whole), checkpoint.load_state(workdir)
+  assert int(a['step']) == int(b['step']) == 10
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  strip = lambda rows: [{k: v for k, v in r.items() if k not in ('img_per_s', 'wall_seconds')}
+                        for r in rows]
+  assert strip(_rows(whole)) == strip(_rows(workdir)) and len(_rows(workdir)) == 2
+  assert again['final_test_accuracies'] == summary['final_test_accuracies']
+  assert again['best_test_accuracy'] == summary['best_test_accuracy']

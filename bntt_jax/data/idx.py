@@ -9,11 +9,12 @@ from __future__ import annotations
 import glob
 import gzip
 import os
+import zlib
 from typing import Tuple
 
 import numpy as np
 
-from bntt_jax.errors import ConfigError
+from bntt_jax.errors import ConfigError, DataError
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype('>i2'), 0x0C: np.dtype('>i4'),
            0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}
@@ -22,8 +23,13 @@ _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype('>i2'), 0x0C: np.dtype(
 def read_idx(path: str) -> np.ndarray:
   """The array stored in one IDX file (``.gz`` is decompressed)."""
   opener = gzip.open if path.endswith('.gz') else open
-  with opener(path, 'rb') as f:
-    data = f.read()
+  try:
+    with opener(path, 'rb') as f:
+      data = f.read()
+  except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+    # A download cut short, or a file that is not gzip at all.
+    raise DataError(f'IDX file {path!r} is truncated or corrupt ({type(e).__name__}: {e}): '
+                    'download it again') from None
   if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
     raise ConfigError('IDX file', path, 'a file starting with the IDX magic 00 00 <type> <ndim>')
   dtype, ndim = np.dtype(_DTYPES[data[2]]), data[3]

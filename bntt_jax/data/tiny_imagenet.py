@@ -22,7 +22,9 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from bntt_jax.errors import ConfigError
+from absl import logging
+
+from bntt_jax.errors import ConfigError, DataError
 
 SIZE = 64
 _LAYOUT = 'a tiny-imagenet-200 directory (train/<wnid>/images/*.JPEG, val/val_annotations.txt)'
@@ -30,11 +32,17 @@ _LAYOUT = 'a tiny-imagenet-200 directory (train/<wnid>/images/*.JPEG, val/val_an
 
 def _decode(path: str) -> np.ndarray:
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  with Image.open(path) as im:
-    im = im.convert('RGB')      # a few images are greyscale
-    if im.size != (SIZE, SIZE):
-      im = im.resize((SIZE, SIZE), Image.BILINEAR)
-    return np.asarray(im, np.uint8)
+  try:
+    with Image.open(path) as im:
+      im = im.convert('RGB')      # a few images are greyscale
+      if im.size != (SIZE, SIZE):
+        im = im.resize((SIZE, SIZE), Image.BILINEAR)
+      return np.asarray(im, np.uint8)
+  except (OSError, ValueError, SyntaxError) as e:
+    # Pillow: OSError for truncated or missing files (UnidentifiedImageError is one),
+    # ValueError / SyntaxError for some malformed headers.
+    raise DataError(f'Tiny-ImageNet image {path!r} cannot be decoded ({type(e).__name__}: '
+                    f'{e}): replace it from a fresh copy of tiny-imagenet-200') from None
 
 
 def _decode_all(paths: Sequence[str], workers: int) -> np.ndarray:
@@ -89,8 +97,19 @@ def load(root: str, cache_dir: str = '', workers: int = 0):
   workers = workers or os.cpu_count() or 1
   key = hashlib.sha1('\n'.join([os.path.abspath(root)] + tp + vp).encode()).hexdigest()[:12]
   cached = [os.path.join(cache_dir, f'tiny_imagenet_{key}_{s}.npy') for s in ('train', 'val')]
+  arrays = None
   if cache_dir and all(os.path.isfile(p) for p in cached):
-    xtr, xva = (np.load(p, allow_pickle=False) for p in cached)
+    try:
+      arrays = [np.load(p, allow_pickle=False) for p in cached]
+      if [len(a) for a in arrays] != [len(tp), len(vp)]:
+        raise ValueError(f'{[len(a) for a in arrays]} images, not {[len(tp), len(vp)]}')
+    except (OSError, ValueError, EOFError) as e:
+      # A cache cut by a kill or a full disk is only a cache: decode again.
+      logging.warning('Tiny-ImageNet cache %s cannot be read (%s: %s); decoding the images',
+                      cached[0], type(e).__name__, e)
+      arrays = None
+  if arrays is not None:
+    xtr, xva = arrays
   else:
     xtr, xva = _decode_all(tp, workers), _decode_all(vp, workers)
     if cache_dir:
