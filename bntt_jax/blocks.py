@@ -23,7 +23,8 @@ import jax.numpy as jnp
 from bntt_jax import lif_kernel as lif_kernel_lib
 from bntt_jax import neurons as neurons_lib
 from bntt_jax import norms as norms_lib
-from bntt_jax import sparse_conv
+from bntt_jax import sparse_conv as sparse_conv_lib
+from bntt_jax import synapses
 
 Array = jax.Array
 
@@ -97,10 +98,14 @@ class SpikingBlock(nn.Module):
     neuron: ``LIFParams`` or the string ``relu`` (ANN twin).
     dtype: compute dtype of the synaptic op (None: the input's); the norm's
       statistics and the membrane stay in float32 or wider.
-    sparse_input: the input is spikes (the unpooled output of a spiking
-      layer): a float32 3x3 convolution then runs event-driven where
-      :func:`bntt_jax.sparse_conv.available` (same parameters, same result up
-      to float32 rounding).
+    input_kind: what the layer's input holds (:mod:`bntt_jax.synapses`: spikes,
+      pooled spikes, real values), for the synapse's narrow residual and its
+      ``exact_bf16x3`` check.
+    synapse_precision: ``float32`` or ``exact_bf16x3`` (:mod:`bntt_jax.synapses`;
+      with ``dtype`` set, the synapse runs in that dtype instead).
+    sparse_conv: a float32 3x3 convolution of spikes (the unpooled output of a
+      spiking layer) runs event-driven where :func:`bntt_jax.sparse_conv.available`
+      (same parameters, same result up to float32 rounding).
     lif_kernel: run the LIF recurrence of ``__call__`` (float32 membranes)
       in the CPU kernel of :mod:`bntt_jax.lif_kernel` where available (equal
       spikes, gradients up to float32 rounding), else in ``lax.scan``.
@@ -114,27 +119,23 @@ class SpikingBlock(nn.Module):
   neuron: Any = neurons_lib.LIFParams()
   dtype: Any = None
   kernel_init: Any = reference_init
-  sparse_input: bool = False
+  input_kind: str = synapses.REAL
+  synapse_precision: str = 'float32'
+  sparse_conv: bool = False
   lif_kernel: bool = False
   axis_name: Optional[str] = None
 
   def setup(self):
     s = self.spec
-    if s.kind == 'conv' and self.sparse_input and s.kernel_size == 3 and self.dtype is None:
-      self.synapse = SpikeConv3x3(s.features, kernel_init=self.kernel_init)
-    elif s.kind == 'conv':
-      self.synapse = nn.Conv(s.features, (s.kernel_size, s.kernel_size), padding='SAME',
-                             use_bias=False, kernel_init=self.kernel_init, dtype=self.dtype)
-    else:
-      self.synapse = nn.Dense(s.features, use_bias=False, kernel_init=self.kernel_init,
-                              dtype=self.dtype)
+    self.synapse = Synapse(s.kind, s.features, s.kernel_size, kernel_init=self.kernel_init,
+                           dtype=self.dtype, precision=self.synapse_precision,
+                           input_kind=self.input_kind, sparse_conv=self.sparse_conv,
+                           layer=self.name or '')
     self.norm_layer = norms_lib.make_norm(self.norm, self.num_steps, axis_name=self.axis_name,
                                           **dict(self.norm_kwargs))
 
   def current(self, x: Array) -> Array:
     """Synaptic input ``[N, ...]`` -> ``[N, ...]``, time-agnostic."""
-    if self.spec.kind == 'dense':
-      x = x.reshape(x.shape[0], -1)
     return self.synapse(x)
 
   def __call__(self, x: Array, train: bool) -> Tuple[Array, Array]:
@@ -171,20 +172,46 @@ class SpikingBlock(nn.Module):
     return u, avg_pool(s, self.spec.pool), _count(s, 1)
 
 
-class SpikeConv3x3(nn.Module):
-  """``nn.Conv(features, (3, 3), padding='SAME', use_bias=False)`` (the same parameter) for a
-  spike input: event-driven (:mod:`bntt_jax.sparse_conv`) where available, else XLA's."""
+class Synapse(nn.Module):
+  """A layer's synaptic op, no bias: a ``kernel_size`` x ``kernel_size`` 'SAME' convolution
+  (``kind='conv'``) or a dense layer of the flattened input (``'dense'``).
+
+  The parameter is ``nn.Conv``'s / ``nn.Dense``'s (``kernel``, HWIO or ``[in, out]``, the same
+  initialisation), so checkpoints do not depend on how it is computed:
+
+  * ``dtype`` set (bfloat16, float16): input and kernel cast to it, as ``nn.Conv(dtype=...)``;
+  * float32: :func:`bntt_jax.synapses.synapse` (``precision``: float32 or exact_bf16x3; the
+    input's residual kept in the narrowest dtype exact for ``input_kind``), or, for a 3x3
+    convolution of spikes with ``sparse_conv``, the event-driven CPU kernel where available.
+  """
+  kind: str
   features: int
+  kernel_size: int = 3
   kernel_init: Any = reference_init
+  dtype: Any = None
+  precision: str = 'float32'
+  input_kind: str = synapses.REAL
+  sparse_conv: bool = False
+  layer: str = ''          # the layer's name, for errors
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    kernel = self.param('kernel', self.kernel_init, (3, 3, x.shape[-1], self.features))
-    x, kernel = nn.dtypes.promote_dtype(x, kernel)   # as nn.Conv does
-    if (x.dtype == jnp.float32 and sparse_conv.supports(x.shape, kernel.shape, x.dtype)
-        and sparse_conv.available()):
-      return sparse_conv.conv3x3(x, kernel)
-    return sparse_conv.dense_conv3x3(x, kernel)
+    if self.kind == 'dense':
+      x = x.reshape(x.shape[0], -1)
+      shape = (x.shape[-1], self.features)
+    else:
+      shape = (self.kernel_size, self.kernel_size, x.shape[-1], self.features)
+    kernel = self.param('kernel', self.kernel_init, shape)
+    if self.dtype is not None:
+      x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)   # as nn.Conv does
+      return synapses.plain(self.kind, x, kernel)
+    x, kernel = nn.dtypes.promote_dtype(x, kernel)
+    if (self.sparse_conv and self.kind == 'conv' and self.precision == 'float32'
+        and x.dtype == jnp.float32 and sparse_conv_lib.supports(x.shape, kernel.shape, x.dtype)
+        and sparse_conv_lib.available()):
+      return sparse_conv_lib.conv3x3(x, kernel)
+    return synapses.synapse(x, kernel, kind=self.kind, input_kind=self.input_kind,
+                            precision=self.precision, layer=self.layer)
 
 
 def _count(s: Array, lead: int) -> Array:

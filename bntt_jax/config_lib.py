@@ -20,6 +20,7 @@ from bntt_jax.errors import ConfigError
 # Sub-dicts whose keys are free (passed through to a function's **kwargs).
 FREE_FORM = ('model.norm_kwargs', 'model.arch_kwargs', 'data.options')
 DTYPES = ('float32', 'bfloat16', 'float16')
+SYNAPSE_PRECISIONS = ('auto', 'float32', 'exact_bf16x3', 'bfloat16')
 OPTIMIZERS = ('sgd', 'adam', 'adamw')
 LR_SCHEDULES = ('step', 'cosine', 'constant')
 PRECISIONS = ('default', 'high', 'highest', 'bfloat16', 'tensorfloat32', 'float32')
@@ -127,6 +128,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
                       'layer (this norm pools statistics over time)')
   _int_at_least('unroll', m.unroll, 1)
   _one_of('dtype', m.dtype, DTYPES)
+  _one_of('synapse_precision', m.synapse_precision, SYNAPSE_PRECISIONS)
+  if m.dtype != 'float32' and m.synapse_precision not in ('auto', m.dtype):
+    raise ConfigError(f'synapse_precision with dtype {m.dtype}', m.synapse_precision,
+                      'auto (float32 and exact_bf16x3 are float32 synapses)')
   _one_of('batch_stats', m.batch_stats, ('global', 'per_device'))
   # Training.
   _int_at_least('epochs', t.epochs, 1)
@@ -185,7 +190,8 @@ def model_kwargs(config: ml_collections.ConfigDict, num_classes: int, *,
       axis); the CPU kernels (``sparse_conv``, ``lif_kernel``: ``auto``) are
       switched off unless the target is one CPU device, whatever the host's
       own backend (a TPU program compiled on a CPU host must not embed CPU
-      custom calls).
+      custom calls); ``synapse_precision = auto`` is exact_bf16x3 on GPUs,
+      float32 on TPUs and CPUs.
     axis_name: the mesh axis of a network applied inside ``shard_map``.
   """
   import jax  # pylint: disable=g-import-not-at-top
@@ -198,11 +204,20 @@ def model_kwargs(config: ml_collections.ConfigDict, num_classes: int, *,
     norm_kwargs['stat_groups'] = len(devices)
   one_cpu = len(devices) == 1 and devices[0].platform == 'cpu'
   kernel = lambda setting: setting if one_cpu else 'off'
+  precision = m.synapse_precision
+  if precision == 'bfloat16':     # = dtype bfloat16 (then the network ignores the precision)
+    dtype, precision = jnp.bfloat16, 'float32'
+  elif precision == 'auto':
+    # Measured by the plan's roofline (README): on a GPU exact_bf16x3 moves float32's work from
+    # the CUDA cores to the tensor cores; a TPU's step is bandwidth-bound and exact_bf16x3's
+    # repeated inputs move more bytes; XLA:CPU has no fast bf16 convolution.
+    precision = 'exact_bf16x3' if devices[0].platform in ('gpu', 'cuda', 'rocm') else 'float32'
   return dict(num_classes=m.num_classes or num_classes, num_steps=m.timesteps, norm=m.norm,
               leak=m.leak, threshold=m.threshold, surrogate=m.surrogate,
               surrogate_alpha=m.surrogate_alpha, neuron=m.neuron, encoding=m.encoding,
               rescale=m.rescale, schedule=m.schedule, unroll=m.unroll, dtype=dtype,
-              remat=m.remat, sparse_conv=kernel(m.sparse_conv), lif_kernel=kernel(m.lif_kernel),
+              remat=m.remat, synapse_precision=precision, sparse_conv=kernel(m.sparse_conv),
+              lif_kernel=kernel(m.lif_kernel),
               norm_kwargs=norm_kwargs, arch_kwargs=m.arch_kwargs.to_dict(), axis_name=axis_name)
 
 
@@ -257,6 +272,9 @@ def resume_changes(saved, new) -> Tuple[Dict[str, tuple], Dict[str, tuple]]:
   :data:`RESUMABLE`. Free-form dicts (``model.norm_kwargs``, ...) are compared entry by
   entry."""
   a, b = _flat(_plain(saved)), _flat(_plain(new))
+  # A key added to the schema after the run was saved: it was trained under the default.
+  for key, value in _flat(_plain(default_config.get_config())).items():
+    a.setdefault(key, value)
   stopping, allowed = {}, {}
   for key in sorted(set(a) | set(b)):
     if a.get(key) != b.get(key):

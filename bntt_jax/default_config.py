@@ -54,6 +54,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.schedule = 'layer'      # layer (time-batched, fastest on CPU) | step
   config.model.unroll = 1
   config.model.dtype = 'float32'       # float32 | bfloat16 | float16 (synaptic ops)
+  # float32 synapses: float32, or exact_bf16x3 (the ops whose input is spikes or pooled spikes
+  # as three bf16 products, float32 accumulation: the float32 result up to summation order, on
+  # bf16 matrix units); bfloat16 = dtype bfloat16; auto: what is fastest and exact on the
+  # target (exact_bf16x3 on GPUs, float32 on TPUs, whose step is bandwidth-bound, and CPUs).
+  config.model.synapse_precision = 'auto'   # auto | float32 | exact_bf16x3 | bfloat16
   config.model.remat = False
   config.model.sparse_conv = 'auto'    # auto (event-driven 3x3 convs of spike inputs, CPU) | off
   config.model.lif_kernel = 'auto'     # auto (layer schedule: LIF recurrence in a CPU kernel) | off

@@ -68,7 +68,8 @@ def create_model(arch: str, *, num_classes: int, num_steps: int, norm: str = 'bn
                  surrogate_alpha: float | None = None, neuron: str = 'lif',
                  encoding: str = 'poisson', rescale: float = 2.0, schedule: str = 'layer',
                  unroll: int = 1, dtype: Any = None, remat: bool = False,
-                 sparse_conv: str = 'auto', lif_kernel: str = 'auto', norm_kwargs: dict | None = None,
+                 synapse_precision: str = 'float32', sparse_conv: str = 'auto',
+                 lif_kernel: str = 'auto', norm_kwargs: dict | None = None,
                  arch_kwargs: dict | None = None, axis_name: str | None = None) -> SpikingNetwork:
   """A network by architecture name; every argument is checked with a one-line error."""
   if arch not in ARCHITECTURES:
@@ -91,7 +92,8 @@ def create_model(arch: str, *, num_classes: int, num_steps: int, norm: str = 'bn
   return SpikingNetwork(layers=layers, num_classes=num_classes, num_steps=num_steps, norm=norm,
                         norm_kwargs=tuple(sorted(nk.items())), neuron=cell, encoding=encoding,
                         rescale=rescale, schedule=schedule, unroll=unroll, dtype=dtype,
-                        remat=remat, sparse_conv=sparse_conv, lif_kernel=lif_kernel,
+                        remat=remat, synapse_precision=synapse_precision,
+                        sparse_conv=sparse_conv, lif_kernel=lif_kernel,
                         axis_name=axis_name)
 
 

@@ -35,6 +35,7 @@ from bntt_jax import blocks as blocks_lib
 from bntt_jax import coding
 from bntt_jax import neurons as neurons_lib
 from bntt_jax import norms as norms_lib
+from bntt_jax import synapses
 from bntt_jax import vma
 
 Array = jax.Array
@@ -42,6 +43,7 @@ Array = jax.Array
 SCHEDULES = ('layer', 'step')
 ENCODINGS = ('poisson', 'direct', 'frames')
 SPARSE_CONV = ('auto', 'off')
+SYNAPSE_PRECISIONS = ('float32', 'exact_bf16x3')
 LIF_KERNEL = ('auto', 'off')
 
 
@@ -91,6 +93,10 @@ class SpikingNetwork(nn.Module):
     unroll: ``lax.scan`` unroll factor of the ``step`` schedule.
     dtype: compute dtype of the synaptic ops (None: float32 params' dtype).
     remat: rematerialise each block (layer) or each step (step) in backward.
+    synapse_precision: ``float32`` or ``exact_bf16x3``: the synaptic ops whose
+      input is exact in bfloat16 (spikes, pooled spikes: :meth:`input_kinds`) as
+      three bf16 products with float32 accumulation, the others in float32
+      (:mod:`bntt_jax.synapses`). Ignored where ``dtype`` sets a low precision.
     sparse_conv: ``auto``: a 3x3 convolution whose input is an unpooled
       spiking layer's output runs event-driven where it can
       (:mod:`bntt_jax.sparse_conv`); ``off``: XLA's convolutions only.
@@ -115,6 +121,7 @@ class SpikingNetwork(nn.Module):
   unroll: int = 1
   dtype: Any = None
   remat: bool = False
+  synapse_precision: str = 'float32'
   sparse_conv: str = 'auto'
   lif_kernel: str = 'auto'
   axis_name: Optional[str] = None
@@ -130,19 +137,32 @@ class SpikingNetwork(nn.Module):
       raise ValueError(f'sparse_conv {self.sparse_conv!r} is not one of {SPARSE_CONV}')
     if self.lif_kernel not in LIF_KERNEL:
       raise ValueError(f'lif_kernel {self.lif_kernel!r} is not one of {LIF_KERNEL}')
+    if self.synapse_precision not in SYNAPSE_PRECISIONS:
+      raise ValueError(f'synapse_precision {self.synapse_precision!r} is not one of '
+                       f'{SYNAPSE_PRECISIONS}')
     block = nn.remat(blocks_lib.SpikingBlock, static_argnums=(2,)) if (
         self.remat and self.schedule == 'layer') else blocks_lib.SpikingBlock
     names = default_names(self.layers)
+    *kinds, readout_kind = self.input_kinds()
+    precision = self._precision_for
     self.blocks = [
         block(spec, self.num_steps, self.norm, self.norm_kwargs, self.neuron, self.dtype,
-              sparse_input=sp and self.sparse_conv == 'auto',
+              input_kind=kind, synapse_precision=precision(kind),
+              sparse_conv=kind == synapses.SPIKES and self.sparse_conv == 'auto',
               lif_kernel=self.lif_kernel == 'auto', axis_name=self.axis_name, name=name)
-        for spec, name, sp in zip(self.layers, names, self.spike_inputs())]
-    self.fc_out = nn.Dense(self.num_classes, use_bias=False,
-                           kernel_init=blocks_lib.reference_init, dtype=self.dtype)
+        for spec, name, kind in zip(self.layers, names, kinds)]
+    self.fc_out = blocks_lib.Synapse('dense', self.num_classes, dtype=self.dtype,
+                                     precision=precision(readout_kind), input_kind=readout_kind,
+                                     layer='fc_out')
+
+  def _precision_for(self, kind: str) -> str:
+    """A layer's synapse precision: exact_bf16x3 only where its input is exact in bf16."""
+    if self.synapse_precision == 'exact_bf16x3' and synapses.exact_dtype(kind) is not None:
+      return 'exact_bf16x3'
+    return 'float32'
 
   def _readout(self, h: Array) -> Array:
-    out = self.fc_out(h.reshape(h.shape[0], -1))
+    out = self.fc_out(h)
     return out.astype(jnp.promote_types(out.dtype, jnp.float32))
 
   def step_shape(self, example_shape: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -150,11 +170,30 @@ class SpikingNetwork(nn.Module):
     axis): frames ``(T_in, ...)`` drop their time axis, static inputs are as given."""
     return tuple(example_shape[1:] if self.encoding == 'frames' else example_shape)
 
+  def input_kinds(self, example_shape: Optional[Tuple[int, ...]] = None) -> Tuple[str, ...]:
+    """What each hidden layer's input holds, then the readout's (:mod:`bntt_jax.synapses`):
+    the coder's signed spikes or real values for the first layer; then a LIF layer's spikes,
+    or their average over its pooling window (a global pool needs ``example_shape``, one
+    example's input shape, to know its window; without it the kind is ``real``); ``real``
+    after ReLU (the ANN twin)."""
+    kinds = [synapses.SIGNED_SPIKES if self.encoding == 'poisson' else synapses.REAL]
+    shapes = (self.neuron_shapes(self.step_shape(example_shape))
+              if example_shape is not None else None)
+    for i, spec in enumerate(self.layers):
+      if self.neuron == 'relu':
+        kinds.append(synapses.REAL)
+      elif spec.pool == 1:
+        kinds.append(synapses.SPIKES)
+      elif spec.pool == blocks_lib.GLOBAL_POOL:
+        kinds.append(synapses.pooled(math.prod(shapes[i][:-1])) if shapes else synapses.REAL)
+      else:
+        kinds.append(synapses.pooled(spec.pool * spec.pool))
+    return tuple(kinds)
+
   def spike_inputs(self) -> Tuple[bool, ...]:
     """Per hidden layer, whether its input is spikes: the unpooled output of a spiking layer
     (where ``sparse_conv='auto'`` makes a 3x3 convolution event-driven)."""
-    return tuple(i > 0 and self.layers[i - 1].pool == 1 and self.neuron != 'relu'
-                 for i in range(len(self.layers)))
+    return tuple(k == synapses.SPIKES for k in self.input_kinds()[:-1])
 
   def neuron_shapes(self, step_input_shape: Tuple[int, ...]) -> Tuple[Tuple[int, ...], ...]:
     """Per hidden layer, the neuron shape of one example, from one step's input shape."""

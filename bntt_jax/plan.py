@@ -114,7 +114,7 @@ runtime_version { major: 12 minor: 9 }
 device_description_str: "NVIDIA H100 80GB HBM3"
 """}
 
-# bf16 MXU passes per matmul FLOP on a TPU, by jax_default_matmul_precision (float32 operands).
+# bf16 MXU passes per matmul FLOP of float32 operands on a TPU, by the op's precision.
 MXU_PASSES = {'highest': 6, 'float32': 6, 'high': 3, 'tensorfloat32': 3, 'default': 1,
               'bfloat16': 1}
 
@@ -165,7 +165,16 @@ def topology_devices(name: str) -> list:
 
 
 def chip_of(devices) -> Optional[Chip]:
-  return CHIPS.get(devices[0].device_kind) if devices[0].platform != 'cpu' else None
+  """The figures of one of ``devices``: a chip's, or a TensorCore's share of it where the
+  topology lists a chip's cores as separate devices (v4's deviceless topologies do)."""
+  chip = CHIPS.get(devices[0].device_kind) if devices[0].platform != 'cpu' else None
+  if chip and chip.cores > 1 and any(getattr(d, 'core_on_chip', 0) for d in devices):
+    n = chip.cores
+    chip = dataclasses.replace(chip, label=f'{chip.label} core', hbm=chip.hbm / n,
+                               peak_flops=chip.peak_flops / n,
+                               hbm_bandwidth=chip.hbm_bandwidth / n,
+                               allreduce_bandwidth=chip.allreduce_bandwidth / n, cores=1)
+  return chip
 
 
 def memory_limit(devices, chip: Optional[Chip]) -> Optional[float]:
@@ -263,6 +272,7 @@ class StepReport:
   peak_bytes: int
   flops: float
   bytes_accessed: float
+  matmul_flops: Dict[str, float]        # convolutions and dots by operand dtype and precision
   loop_flops: float
   loop_bytes: float
   xla_flops_loops_once: float           # Compiled.cost_analysis(), the target's own count
@@ -311,35 +321,33 @@ def read_step(compiled, per_chip_batch: int, devices: int,
       per_chip_batch=per_chip_batch, argument_bytes=mem.argument_size_in_bytes,
       output_bytes=mem.output_size_in_bytes, alias_bytes=mem.alias_size_in_bytes,
       temp_bytes=mem.temp_size_in_bytes, peak_bytes=peak, flops=cost.flops,
-      bytes_accessed=cost.bytes * pad, loop_flops=cost.loop_flops, loop_bytes=cost.loop_bytes * pad,
+      bytes_accessed=cost.bytes * pad, matmul_flops=dict(cost.matmul_flops), loop_flops=cost.loop_flops, loop_bytes=cost.loop_bytes * pad,
       xla_flops_loops_once=float(raw.get('flops', 0.0)),
       xla_bytes_loops_once=float(raw.get('bytes accessed', 0.0)), loops=len(cost.loops),
       collectives=colls, largest_gathered_bytes=gathered)
 
 
-def mxu_passes(config) -> int:
-  """bf16 MXU passes per matmul FLOP of the run's synapses on a TPU (module doc)."""
-  if config.model.dtype in ('bfloat16', 'float16'):
-    return 1
-  return MXU_PASSES[config.matmul_precision]
-
-
-def matmul_rate(config, chip: Chip) -> float:
-  """FLOP/s of the run's synapses on ``chip``: a TPU's bf16 peak over the MXU passes; a
-  GPU's tensor cores for bf16 operands, TF32 where the precision allows it, else its CUDA
-  cores (``'highest'``, the configs' setting: full float32)."""
-  passes = mxu_passes(config)
+def matmul_rates(chip: Chip) -> Dict[str, float]:
+  """FLOP/s of a matmul or convolution on ``chip`` by its operands' dtype and precision
+  (the keys of ``xla_cost.matmuls``): a TPU runs bf16 operands in one MXU pass, float32 ones in
+  6 passes at ``highest`` precision, 3 at ``high``, 1 at ``default``; a GPU runs bf16 on its
+  tensor cores, float32 at ``highest`` on its CUDA cores, else as TF32."""
   if chip.f32_flops is None:
-    return chip.peak_flops / passes
-  if config.model.dtype != 'float32':
-    return chip.peak_flops
-  return chip.f32_flops if passes == 6 else chip.tf32_flops
+    return {'bf16': chip.peak_flops,
+            **{f'f32/{p}': chip.peak_flops / n for p, n in MXU_PASSES.items()}}
+  return {'bf16': chip.peak_flops, 'f32/highest': chip.f32_flops, 'f32/float32': chip.f32_flops,
+          'f32/high': chip.tf32_flops, 'f32/tensorfloat32': chip.tf32_flops,
+          'f32/default': chip.tf32_flops, 'f32/bfloat16': chip.peak_flops}
 
 
-def roofline(step: StepReport, chip: Chip, rate: float) -> Dict[str, float]:
-  """Lower bounds of one step's time on ``chip`` (seconds) and the images/s they allow, with
-  the matmuls at ``rate`` FLOP/s (:func:`matmul_rate`)."""
-  compute = step.flops / rate
+def roofline(step: StepReport, chip: Chip) -> Dict[str, float]:
+  """Lower bounds of one step's time on ``chip`` (seconds) and the images/s they allow: the
+  matmuls at their rates (:func:`matmul_rates`), the other FLOPs at the chip's peak (bf16
+  on a TPU, its float32 rate on a GPU: a bound, since vector units are slower)."""
+  rates = matmul_rates(chip)
+  other = max(0.0, step.flops - sum(step.matmul_flops.values()))
+  compute = (sum(f / rates.get(k, rates['f32/highest']) for k, f in step.matmul_flops.items())
+             + other / (chip.f32_flops or chip.peak_flops))
   memory = step.bytes_accessed / chip.hbm_bandwidth
   collectives = sum(c['seconds'] for c in step.collectives.values())
   bound = max(compute, memory, collectives)
@@ -477,7 +485,8 @@ def plan(config, devices, *, search: Sequence[str] = (), topology: str = '',
     config: the run's config (validated by the caller).
     devices: the target devices (:func:`topology_devices`, or ``jax.devices()``).
     search: names of :data:`VARIANTS` whose largest per-chip batch to search for even when
-      the run fits (every variant is searched when it does not).
+      the run fits (every variant is searched when it does not); ``timesteps``: also the
+      largest T at the run's per-chip batch.
     topology: the slice's name, for the report.
     hbm: bytes a device may use (default: :func:`memory_limit`).
   """
@@ -492,31 +501,51 @@ def plan(config, devices, *, search: Sequence[str] = (), topology: str = '',
   report: Dict[str, Any] = {
       'topology': topology or f'{devices[0].platform}:{n}', 'devices': n,
       'device_kind': devices[0].device_kind, 'chip': dataclasses.asdict(chip) if chip else None,
-      'global_batch': tb, 'timesteps': config.model.timesteps, 'model': config.model.arch,
+      'global_batch': tb, 'eval_batch': eb, 'timesteps': config.model.timesteps,
+      'model': config.model.arch,
       'dtype': config.model.dtype, 'remat': config.model.remat,
-      'matmul_precision': config.matmul_precision, 'mxu_passes': mxu_passes(config),
+      'matmul_precision': config.matmul_precision,
+      'synapse_precision': s.model.synapse_precision,
       'kernels': {'sparse_conv': s.model.sparse_conv, 'lif_kernel': s.model.lif_kernel},
       'hbm_limit': limit, 'train': train and dataclasses.asdict(train),
   }
   ev = _read_or_none(compile_eval_step, s, eb, chip)
   report['eval'] = ev and dataclasses.asdict(ev)
   if chip and train:
-    report['train_roofline'] = roofline(train, chip, matmul_rate(config, chip))
-    report['matmul_flops_per_s'] = matmul_rate(config, chip)
+    report['train_roofline'] = roofline(train, chip)
     report['train_roofline']['img_per_s_per_slice'] = (
         report['train_roofline']['img_per_s_per_chip'] * n)
   report['fits'] = None
   report['largest_per_chip_batch'] = {}
   if limit is not None:
     # A step XLA refused to compile for want of memory does not fit either.
-    report['fits'] = all(r is not None and r.peak_bytes <= limit for r in (train, ev))
-    wanted = set(search) | (set(VARIANTS) if not report['fits'] else set())
+    report['train_fits'] = train is not None and train.peak_bytes <= limit
+    report['eval_fits'] = ev is not None and ev.peak_bytes <= limit
+    report['fits'] = report['train_fits'] and report['eval_fits']
+    wanted = set(search) | (set(VARIANTS) if not report['train_fits'] else set())
+    report['searched_peaks'] = {}   # what each search compiled: {value: peak bytes or None}
     for name in VARIANTS:
       if name in wanted:
-        b, _ = largest_fitting(train_peak_fn(variant(config, **VARIANTS[name]), devices, name),
-                               limit, start=max(1, tb // n))
+        b, seen = largest_fitting(train_peak_fn(variant(config, **VARIANTS[name]), devices,
+                                                name), limit, start=max(1, tb // n))
         report['largest_per_chip_batch'][name] = b
+        report['searched_peaks'][name] = seen
+    if 'timesteps' in search:
+      t, seen = largest_fitting(timesteps_peak_fn(config, devices, tb // n), limit,
+                                start=config.model.timesteps, step=1)
+      report['largest_timesteps'] = t
+      report['searched_peaks']['timesteps'] = seen
   return report
+
+
+def timesteps_peak_fn(config, devices, per_chip: int) -> Callable[[int], Optional[float]]:
+  """``T -> peak bytes`` of the run's train step at ``per_chip`` examples per chip."""
+  def peak(t: int) -> Optional[float]:
+    c = variant(config, timesteps=t)
+    if c.eval.timesteps is not None and c.eval.timesteps > t:
+      c.eval.timesteps = t
+    return train_peak_fn(c, devices, f'T {t}')(per_chip)
+  return peak
 
 
 def _read_or_none(compile_fn, s: Setup, global_batch: int, chip) -> Optional[StepReport]:
@@ -544,7 +573,8 @@ def summary_lines(r: Dict[str, Any]) -> List[str]:
             f"{r['topology']}: XLA refused to compile the train step (out of memory)"]
   lines = [f"plan: {r['model']} T {r['timesteps']}, global batch {r['global_batch']} on "
            f"{r['topology']} ({r['devices']} x {r['device_kind']}), per-chip batch "
-           f"{t['per_chip_batch']}, synapses {r['dtype']}, remat {r['remat']}",
+           f"{t['per_chip_batch']}, synapses {r['dtype']} ({r['synapse_precision']}), remat "
+           f"{r['remat']}",
            f"train step per chip: peak {gb(t['peak_bytes'])} (arguments "
            f"{gb(t['argument_bytes'])}, temporaries {gb(t['temp_bytes'])})"
            + (f" of {gb(r['hbm_limit'])}" if r['hbm_limit'] else ''),
@@ -557,9 +587,9 @@ def summary_lines(r: Dict[str, Any]) -> List[str]:
   lines.append(f'  collectives: {colls}')
   if r.get('train_roofline'):
     rf = r['train_roofline']
-    lines.append(f"  roofline: compute {rf['compute_s'] * 1e3:.1f} ms (at "
-                 f"{r['matmul_flops_per_s'] / 1e12:.0f} TFLOP/s), memory {rf['memory_s'] * 1e3:.1f}"
-                 f" ms, collectives {rf['collectives_s'] * 1e3:.2f} ms -> >= {rf['step_s'] * 1e3:.1f} ms per step "
+    mm = ', '.join(f'{k} {v / 1e9:.0f}' for k, v in sorted(t['matmul_flops'].items()))
+    lines.append(f"  roofline: compute {rf['compute_s'] * 1e3:.1f} ms (matmul GFLOP: {mm}), "
+                 f"memory {rf['memory_s'] * 1e3:.1f} ms, collectives {rf['collectives_s'] * 1e3:.2f} ms -> >= {rf['step_s'] * 1e3:.1f} ms per step "
                  f"({rf['limited_by']}), <= {rf['img_per_s_per_chip']:.0f} img/s per chip, "
                  f"{rf['img_per_s_per_slice']:.0f} per slice")
   if r['eval']:
@@ -570,6 +600,8 @@ def summary_lines(r: Dict[str, Any]) -> List[str]:
     lines.append('fits: ' + ('yes' if r['fits'] else 'NO'))
   for name, b in r.get('largest_per_chip_batch', {}).items():
     lines.append(f'largest per-chip batch ({name}): {b}')
+  if 'largest_timesteps' in r:
+    lines.append(f"largest T at per-chip batch {t['per_chip_batch']}: {r['largest_timesteps']}")
   return lines
 
 
@@ -577,6 +609,12 @@ def does_not_fit_message(r: Dict[str, Any]) -> str:
   """The one line a run that does not fit stops with."""
   largest = r['largest_per_chip_batch']
   t = r['train']
+  if r['train_fits']:
+    e = r['eval']
+    need = _gib(e['peak_bytes']) if e else 'more than XLA could allocate'
+    return (f"eval batch size {r['eval_batch']} is not accepted on {r['device_kind']}: the "
+            f"eval step needs {need} of {_gib(r['hbm_limit'])} per device; lower "
+            f"--config.eval.batch_size (the train step fits)")
   need = (_gib(t['peak_bytes']) if t else 'more than XLA could allocate')
   return (f"per-chip batch {r['global_batch'] // r['devices']} (global {r['global_batch']} over "
           f"{r['devices']} devices) is not accepted on {r['device_kind']}: its train step needs "
@@ -613,7 +651,8 @@ def main(argv=None) -> int:
   flags.DEFINE_string('topology', None, 'The slice: a JAX TPU topology name or cpu:N.')
   flags.DEFINE_string('json', None, 'Also write the report to this JSON file.')
   flags.DEFINE_list('search', [], 'Variants (configured, bfloat16, remat) whose largest per-chip '
-                    'batch to search for even when the run fits.')
+                    'batch to search for even when the run fits; timesteps: the largest T at '
+                    "the run's batch.")
   flags.DEFINE_float('hbm_gib', None, 'Plan against this much memory per chip (GiB) instead '
                      "of the chip's HBM (e.g. to keep headroom).")
   config_flags.DEFINE_config_file('config', main_lib.DEFAULT_CONFIG, 'Config file.',
@@ -625,9 +664,9 @@ def main(argv=None) -> int:
     try:
       devices = topology_devices(topo)
       config_lib.validate(config, len(devices), check_data=False)
-      bad = [v for v in flags.FLAGS.search if v not in VARIANTS]
+      bad = [v for v in flags.FLAGS.search if v not in VARIANTS and v != 'timesteps']
       if bad:
-        raise ConfigError('--search', bad[0], f'a list of {", ".join(VARIANTS)}')
+        raise ConfigError('--search', bad[0], f'a list of {", ".join(VARIANTS)}, timesteps')
       hbm = flags.FLAGS.hbm_gib
       report = plan(config, devices, search=flags.FLAGS.search, topology=topo,
                     hbm=None if hbm is None else hbm * GiB)

@@ -54,8 +54,13 @@ def initialize_distributed() -> bool:
 def create_mesh(devices=None) -> Mesh:
   """A 1-D ``data`` mesh over ``devices`` (default: all, every process's)."""
   devices = jax.devices() if devices is None else list(devices)
-  return jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices,
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  try:
+    return jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices,
+                         axis_types=(jax.sharding.AxisType.Auto,))
+  except AssertionError:
+    # jax.make_mesh orders TPU v4/v5p devices by chip and wants one per chip ("megacore"); a
+    # deviceless topology lists their TensorCores. A 1-D data axis needs no physical order.
+    return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:

@@ -144,28 +144,85 @@ def _dims(shape_text: str) -> Tuple[int, ...]:
   return tuple(int(d) for d in m.group(2).split(',') if d) if m else ()
 
 
+def _library_conv_flops(target: str, shape: str, ops, rest: str) -> float:
+  """``2 prod(y) prod(w) / C_out`` for a cuDNN convolution's forward output ``y`` and kernel
+  ``w`` (the same count for its two gradients)."""
+  found = {'out': shape, 'op0': ops[0] if ops else '', 'op1': ops[1] if len(ops) > 1 else ''}
+  y_role, w_role = _CONV_ROLES[target]
+  y, w = _dims(found[y_role]), _dims(found[w_role])
+  labels = re.search(r'dim_labels=\w+_(\w+)->', rest)
+  if not (y and w and labels and 'o' in labels.group(1)):
+    return 0.0
+  return 2.0 * math.prod(y) * math.prod(w) / w[labels.group(1).index('o')]
+
+
 def library_flops(comps: Dict[str, Computation], names) -> float:
   """FLOPs of the library convolutions (cuDNN custom calls) in computations ``names``, which
-  XLA's cost analysis does not see into: ``2 prod(y) prod(w) / C_out`` for the forward
-  convolution's output ``y`` and kernel ``w``, the same for its two gradients."""
+  XLA's cost analysis does not see into (:func:`_library_conv_flops`)."""
   flops = 0.0
   for name in names:
     comp = comps[name]
     shapes = {n: sh for n, sh, _, _ in comp.instructions}
     for _, shape, op, rest in comp.instructions:
       target = re.search(r'custom_call_target="([^"]+)"', rest) if op == 'custom-call' else None
-      if not target or target.group(1) not in _CONV_ROLES:
-        continue
-      operands = [a.strip().lstrip('%') for a in rest.split(')', 1)[0].split(',')]
-      found = {'out': shape, 'op0': shapes.get(operands[0], ''),
-               'op1': shapes.get(operands[1], '') if len(operands) > 1 else ''}
-      y_role, w_role = _CONV_ROLES[target.group(1)]
-      y, w = _dims(found[y_role]), _dims(found[w_role])
-      labels = re.search(r'dim_labels=\w+_(\w+)->', rest)
-      if not (y and w and labels and 'o' in labels.group(1)):
-        continue
-      flops += 2.0 * math.prod(y) * math.prod(w) / w[labels.group(1).index('o')]
+      if target and target.group(1) in _CONV_ROLES:
+        operands = [a.strip().split(' ')[-1].lstrip('%')
+                    for a in rest.split(')', 1)[0].split(',')]
+        flops += _library_conv_flops(target.group(1), shape,
+                                     [shapes.get(a, '') for a in operands[:2]], rest)
   return flops
+
+
+def _precision_key(operand_shapes, rest: str) -> str:
+  """``bf16`` for 16-bit float operands (one pass of a bf16 matrix unit), else
+  ``f32/<operand precision>`` (``highest``, ``high`` or ``default``)."""
+  if all(re.match(r'\s*(bf16|f16)\[', sh or '') for sh in operand_shapes):
+    return 'bf16'
+  m = re.search(r'operand_precision=\{(\w+)', rest)
+  return 'f32/' + (m.group(1) if m else 'default')
+
+
+@functools.lru_cache(maxsize=None)
+def _single_op_flops(shape: str, op: str, rest: str, ops: Tuple[str, ...]) -> float:
+  """XLA's FLOP count of one convolution or dot, alone in a module (it counts only the
+  kernel taps that meet the input, which a shape formula cannot: a dense layer's gradient
+  written as a padded convolution)."""
+  attrs = rest.split(')', 1)[1]
+  attrs = re.sub(r', (metadata|backend_config|frontend_attributes)=(\{.*?\}|"[^"]*")(?=,|$)', '',
+                 attrs)
+  params = ', '.join(f'p{i}: {sh}' for i, sh in enumerate(ops))
+  lines = [f'  %p{i} = {sh} parameter({i})' for i, sh in enumerate(ops)]
+  text = ('HloModule one_op\n\nENTRY %main (' + params + ') -> ' + shape + ' {\n' +
+          '\n'.join(lines) + f'\n  ROOT %r = {shape} {op}(' +
+          ', '.join(f'%p{i}' for i in range(len(ops))) + ')' + attrs + '\n}\n')
+  try:
+    return _xla_cost(text)[0]
+  except Exception:  # pylint: disable=broad-except
+    return 0.0
+
+
+def matmuls(comps: Dict[str, Computation], names) -> Dict[str, float]:
+  """FLOPs of the convolutions and dots (XLA's own, and cuDNN's) in computations ``names``,
+  by the operands' dtype and precision (:func:`_precision_key`): a matrix unit's passes
+  differ between them, XLA's FLOP count does not."""
+  out: Dict[str, float] = {}
+  for name in names:
+    comp = comps[name]
+    shapes = {n: sh for n, sh, _, _ in comp.instructions}
+    for _, shape, op, rest in comp.instructions:
+      operands = [a.strip().split(' ')[-1].lstrip('%') for a in rest.split(')', 1)[0].split(',')]
+      ops = tuple(shapes.get(a, '') for a in operands[:2])
+      flops = 0.0
+      if op in ('convolution', 'dot') and all(ops):
+        flops = _single_op_flops(shape, op, rest, ops)
+      elif op == 'custom-call':
+        target = re.search(r'custom_call_target="([^"]+)"', rest)
+        if target and target.group(1) in _CONV_ROLES:
+          flops = _library_conv_flops(target.group(1), shape, ops, rest)
+      if flops:
+        key = _precision_key(ops, rest)
+        out[key] = out.get(key, 0.0) + flops
+  return out
 
 
 def closure(comps: Dict[str, Computation], root: str) -> set:
@@ -200,6 +257,8 @@ class ProgramCost:
     loop_flops, loop_bytes: the loops' part of those (the recurrences).
     flops_loops_once, bytes_loops_once: what HloCostAnalysis reports for the program as a
       whole (each loop body once).
+    matmul_flops: the convolutions' and dots' share of ``flops`` by operand dtype and
+      precision (:func:`matmuls`): ``bf16``, ``f32/highest``, ``f32/high``, ``f32/default``.
     loops: every loop, with one trip's cost.
   """
   flops: float
@@ -208,6 +267,7 @@ class ProgramCost:
   loop_bytes: float
   flops_loops_once: float
   bytes_loops_once: float
+  matmul_flops: Dict[str, float]
   loops: Tuple[Loop, ...]
 
 
@@ -249,27 +309,33 @@ def program_cost(hlo_text: str) -> ProgramCost:
   for lp in found:
     owned.setdefault(owner(lp.parent), []).append(lp)
 
-  @functools.lru_cache(maxsize=None)
-  def once(root: str) -> Tuple[float, float]:
-    flops, nbytes = _xla_cost(hlo_text if root == entry else _module_text(comps, root))
-    return flops + library_flops(comps, closure(comps, root)), nbytes
+  def add(a: Dict[str, float], b: Dict[str, float], scale: float = 1.0) -> Dict[str, float]:
+    return {k: a.get(k, 0.0) + scale * b.get(k, 0.0) for k in set(a) | set(b)}
 
   @functools.lru_cache(maxsize=None)
-  def cost(root: str) -> Tuple[float, float]:
-    flops, nbytes = once(root)
+  def once(root: str) -> Tuple[float, float, Dict[str, float]]:
+    flops, nbytes = _xla_cost(hlo_text if root == entry else _module_text(comps, root))
+    names = closure(comps, root)
+    return flops + library_flops(comps, names), nbytes, matmuls(comps, names)
+
+  @functools.lru_cache(maxsize=None)
+  def cost(root: str) -> Tuple[float, float, Dict[str, float]]:
+    flops, nbytes, mm = once(root)
     for lp in owned.get(root, ()):
       n = lp.trips or 1
       flops += n * cost(lp.body)[0] - once(lp.body)[0]
       nbytes += n * cost(lp.body)[1] - once(lp.body)[1]
-    return flops, nbytes
+      mm = add(add(mm, cost(lp.body)[2], n), once(lp.body)[2], -1.0)
+    return flops, nbytes, mm
 
-  total_flops, total_bytes = cost(entry)
+  total_flops, total_bytes, total_mm = cost(entry)
   outer = owned.get(entry, ())
   return ProgramCost(
       flops=total_flops, bytes=total_bytes,
       loop_flops=sum((lp.trips or 1) * cost(lp.body)[0] for lp in outer),
       loop_bytes=sum((lp.trips or 1) * cost(lp.body)[1] for lp in outer),
       flops_loops_once=once(entry)[0], bytes_loops_once=once(entry)[1],
+      matmul_flops={k: v for k, v in total_mm.items() if v},
       loops=tuple(dataclasses.replace(lp, flops=cost(lp.body)[0], bytes=cost(lp.body)[1])
                   for lp in found))
 

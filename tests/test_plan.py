@@ -211,34 +211,49 @@ def test_largest_fitting_finds_the_boundary_with_few_compiles():
   assert plan.largest_fitting(jump, 4e8, start=64)[0] == 200
 
 
-def test_roofline_takes_the_largest_bound():
-  step = plan.StepReport(per_chip_batch=16, argument_bytes=0, output_bytes=0, alias_bytes=0,
-                         temp_bytes=0, peak_bytes=0, flops=197e12 * 0.01, bytes_accessed=819e9 * 0.02,
-                         loop_flops=0, loop_bytes=0, xla_flops_loops_once=0,
-                         xla_bytes_loops_once=0, loops=0,
+def _step(flops, nbytes, matmul):
+  return plan.StepReport(per_chip_batch=16, argument_bytes=0, output_bytes=0, alias_bytes=0,
+                         temp_bytes=0, peak_bytes=0, flops=flops, bytes_accessed=nbytes,
+                         matmul_flops=matmul, loop_flops=0, loop_bytes=0,
+                         xla_flops_loops_once=0, xla_bytes_loops_once=0, loops=0,
                          collectives={'all-reduce': {'count': 1, 'bytes': 1, 'seconds': 0.001}},
                          largest_gathered_bytes=0)
+
+
+def test_roofline_takes_the_largest_bound_and_counts_mxu_passes():
   v5e = plan.CHIPS['TPU v5 lite']
-  r = plan.roofline(step, v5e, rate=197e12)
+  f = 197e12 * 0.01
+  r = plan.roofline(_step(f, 819e9 * 0.02, {'bf16': f}), v5e)
   assert r['compute_s'] == pytest.approx(0.01) and r['memory_s'] == pytest.approx(0.02)
   assert r['limited_by'] == 'memory' and r['img_per_s_per_chip'] == pytest.approx(800)
-  r6 = plan.roofline(step, v5e, rate=197e12 / 6)
+  r6 = plan.roofline(_step(f, 819e9 * 0.02, {'f32/highest': f}), v5e)   # 6 passes
   assert r6['limited_by'] == 'compute' and r6['step_s'] == pytest.approx(0.06)
+  r3 = plan.roofline(_step(2 * f, 0, {'f32/high': f}), v5e)     # 3 passes + the rest at peak
+  assert r3['compute_s'] == pytest.approx(0.04)
 
 
-def test_matmul_rate_follows_the_precision_and_the_synapse_dtype():
-  config = _vgg9()
+def test_matmul_rates_follow_dtype_and_precision():
   v5e, h100 = plan.CHIPS['TPU v5 lite'], plan.CHIPS['NVIDIA H100 80GB HBM3']
-  assert plan.mxu_passes(config) == 6           # the configs pin 'highest'
-  assert plan.matmul_rate(config, v5e) == 197e12 / 6
-  assert plan.matmul_rate(config, h100) == h100.f32_flops      # CUDA cores
-  config.matmul_precision = 'high'
-  assert plan.matmul_rate(config, v5e) == 197e12 / 3
-  assert plan.matmul_rate(config, h100) == h100.tf32_flops
-  config.matmul_precision = 'highest'
-  config.model.dtype = 'bfloat16'
-  assert plan.mxu_passes(config) == 1
-  assert plan.matmul_rate(config, v5e) == 197e12 and plan.matmul_rate(config, h100) == 989.4e12
+  assert plan.matmul_rates(v5e)['f32/highest'] == 197e12 / 6
+  assert plan.matmul_rates(v5e)['f32/high'] == 197e12 / 3
+  assert plan.matmul_rates(v5e)['bf16'] == 197e12
+  assert plan.matmul_rates(h100)['f32/highest'] == h100.f32_flops      # CUDA cores
+  assert plan.matmul_rates(h100)['f32/default'] == h100.tf32_flops
+  assert plan.matmul_rates(h100)['bf16'] == 989.4e12
+
+
+def test_matmul_flops_by_dtype_count_only_taps_that_meet_the_input():
+  """XLA counts the kernel taps that meet the input (a 'SAME' border has fewer; a dense
+  layer's input gradient compiled as a padded convolution by XLA:TPU, far fewer): a shape
+  formula 2 prod(y) prod(w) / C_out counted that one 16x too high."""
+  x, w = jnp.ones((4, 6, 6, 8)), jnp.ones((3, 3, 8, 16))
+  f = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=(
+      'NHWC', 'HWIO', 'NHWC'))
+  text = jax.jit(f).lower(x, w).compile().as_text()
+  mm = xla_cost.program_cost(text).matmul_flops
+  valid = 2 * 4 * 16 * 8 * (4 * 4 * 9 + 4 * 4 * 6 + 4 * 4)   # inner, edge and corner pixels
+  assert mm == {'f32/highest': pytest.approx(valid)}, mm     # conftest pins 'highest'
+  assert 2 * 4 * 36 * 16 * 9 * 8 > 1.25 * valid            # what a shape formula would say
 
 
 @pytest.mark.parametrize('topology', ['v5e', 'v5e:2y2', 'cpu:x', ''])
@@ -278,3 +293,20 @@ def test_a_run_that_does_not_fit_stops_with_the_largest_batch_that_does(tmp_path
           f"--config.model.dtype=bfloat16") in line
   assert 0 < largest['configured'] < 256
   assert report['fits'] is False
+
+
+def test_an_eval_step_that_does_not_fit_says_so_and_the_largest_t_is_searched(tmp_path):
+  """The digits net at T 4 against 20 MiB: the train step fits, the eval step at batch 360
+  does not (before, the line blamed the train step); the largest T at batch 32 fits and the
+  next one does not."""
+  r, report = _plan_cli(tmp_path, '--topology=cpu:1', '--config.model.timesteps=4',
+                        '--hbm_gib=0.01953125', '--search=timesteps')
+  assert r.returncode == 2, r.stderr[-2000:]
+  (line,) = [l for l in r.stderr.splitlines() if l.startswith('error:')]
+  assert line.startswith('error: eval batch size 360 is not accepted on cpu: the eval step '
+                         'needs'), line
+  assert report['train_fits'] and not report['eval_fits']
+  t = report['largest_timesteps']
+  assert t > 4 and f'largest T at per-chip batch 32: {t}' in r.stdout
+  peaks = {int(k): v for k, v in report['searched_peaks']['timesteps'].items()}
+  assert peaks[t] <= report['hbm_limit'] < peaks[t + 1]

@@ -100,7 +100,7 @@ def test_network_uses_the_kernels_where_the_input_is_unpooled_spikes(monkeypatch
 def test_fallback_when_unavailable_is_xla_convolution(monkeypatch):
   monkeypatch.setattr(sparse_conv, 'available', lambda: False)
   x = jnp.asarray(np.random.default_rng(2).random((2, 4, 4, 16)) < 0.3, jnp.float32)
-  conv = blocks.SpikeConv3x3(64)
+  conv = blocks.Synapse('conv', 64, input_kind='spikes', sparse_conv=True)
   v = conv.init(jax.random.PRNGKey(0), x)
   np.testing.assert_array_equal(conv.apply(v, x),
                                 sparse_conv.dense_conv3x3(x, v['params']['kernel']))
