@@ -20,10 +20,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bntt_jax import lif_kernel as lif_kernel_lib
+from bntt_jax import kernels
 from bntt_jax import neurons as neurons_lib
 from bntt_jax import norms as norms_lib
-from bntt_jax import sparse_conv as sparse_conv_lib
 from bntt_jax import synapses
 
 Array = jax.Array
@@ -104,10 +103,10 @@ class SpikingBlock(nn.Module):
     synapse_precision: ``float32`` or ``exact_bf16x3`` (:mod:`bntt_jax.synapses`;
       with ``dtype`` set, the synapse runs in that dtype instead).
     sparse_conv: a float32 3x3 convolution of spikes (the unpooled output of a
-      spiking layer) runs event-driven where :func:`bntt_jax.sparse_conv.available`
+      spiking layer) runs event-driven where :func:`bntt_jax.kernels.sparse_conv.available`
       (same parameters, same result up to float32 rounding).
     lif_kernel: run the LIF recurrence of ``__call__`` (float32 membranes)
-      in the CPU kernel of :mod:`bntt_jax.lif_kernel` where available (equal
+      in the CPU kernel of :mod:`bntt_jax.kernels.lif` where available (equal
       spikes, gradients up to float32 rounding), else in ``lax.scan``.
     axis_name: the mesh axis the batch is split over when the block runs inside
       ``shard_map`` (the norm's statistics then span it; :mod:`bntt_jax.norms`).
@@ -158,8 +157,8 @@ class SpikingBlock(nn.Module):
     if self.lif_kernel and jnp.promote_types(i.dtype, jnp.float32) == jnp.float32:
       # A bfloat16/float16 synapse's output is widened as the scan widens it: the same numbers.
       i32 = i.astype(jnp.float32)
-      if lif_kernel_lib.supports(i32, mul, add) and lif_kernel_lib.available():
-        return lif_kernel_lib.lif_affine_sequence(i32, mul, add, self.neuron)
+      if kernels.lif.supports(i32, mul, add) and kernels.lif.available():
+        return kernels.lif.lif_affine_sequence(i32, mul, add, self.neuron)
     return neurons_lib.lif_affine_sequence(i, mul, add, self.neuron)
 
   def step(self, u: Array, x: Array, t: Array, *, train: bool) -> Tuple[Array, Array, Array]:
@@ -207,9 +206,9 @@ class Synapse(nn.Module):
       return synapses.plain(self.kind, x, kernel)
     x, kernel = nn.dtypes.promote_dtype(x, kernel)
     if (self.sparse_conv and self.kind == 'conv' and self.precision == 'float32'
-        and x.dtype == jnp.float32 and sparse_conv_lib.supports(x.shape, kernel.shape, x.dtype)
-        and sparse_conv_lib.available()):
-      return sparse_conv_lib.conv3x3(x, kernel)
+        and x.dtype == jnp.float32 and kernels.sparse_conv.supports(x.shape, kernel.shape, x.dtype)
+        and kernels.sparse_conv.available()):
+      return kernels.sparse_conv.conv3x3(x, kernel)
     return synapses.synapse(x, kernel, kind=self.kind, input_kind=self.input_kind,
                             precision=self.precision, layer=self.layer)
 

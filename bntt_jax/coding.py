@@ -81,11 +81,6 @@ def poisson_encode(key: Array, x: Array, num_steps: int, rescale: float = 2.0,
   return _rate_spikes(x[None], u, float(rescale))
 
 
-def rate_probability(x: Array, rescale: float = 2.0) -> Array:
-  """The spike probability ``min(|x| / rescale, 1)`` (for tests and analyses)."""
-  return jnp.minimum(jnp.abs(x) / rescale, 1.0)
-
-
 class PoissonEncoder(nn.Module):
   """Rate coder as a Flax module; draws from the ``'poisson'`` rng stream.
 

@@ -223,10 +223,43 @@ def model_kwargs(config: ml_collections.ConfigDict, num_classes: int, *,
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int, *,
                  devices: Optional[Sequence[Any]] = None, axis_name: Optional[str] = None):
-  """The flax module ``config.model`` describes (arguments: :func:`model_kwargs`)."""
+  """The flax module ``config.model`` describes (arguments: :func:`model_kwargs`).
+
+  A model that may use the CPU kernels has them built here (:func:`bntt_jax.kernels.prepare`),
+  not while it is first traced."""
+  from bntt_jax import kernels  # pylint: disable=g-import-not-at-top
   from bntt_jax import models  # pylint: disable=g-import-not-at-top
-  return models.create_model(config.model.arch, **model_kwargs(
-      config, num_classes, devices=devices, axis_name=axis_name))
+  kw = model_kwargs(config, num_classes, devices=devices, axis_name=axis_name)
+  if 'auto' in (kw['sparse_conv'], kw['lif_kernel']):
+    kernels.prepare()
+  return models.create_model(config.model.arch, **kw)
+
+
+def kernels_in_use(model) -> Dict[str, str]:
+  """What runs ``model``'s event-driven convolutions and LIF recurrences: ``{'sparse_conv':
+  ..., 'lif': ...}``, each ``'kernel'`` (the CPU kernel, for the layers whose shapes it takes)
+  or ``'xla (why)'``. Results differ between the two by float32 rounding; runs record it."""
+  from bntt_jax import kernels  # pylint: disable=g-import-not-at-top
+  float32 = model.dtype is None and model.synapse_precision == 'float32'
+
+  def which(kind, setting, serves, why_not):
+    if not serves:
+      return f'xla ({why_not})'
+    if setting != 'auto':
+      return 'xla (off: the setting, or not one CPU device)'
+    if not getattr(kernels, kind).available():
+      return f'xla (unavailable: {getattr(kernels, kind).unavailable_reason()})'
+    return 'kernel'
+
+  spike_convs = any(sp and spec.kind == 'conv'
+                    for sp, spec in zip(model.spike_inputs(), model.layers))
+  return {
+      'sparse_conv': which('sparse_conv', model.sparse_conv, spike_convs and float32,
+                           'no float32 convolution of spikes'),
+      'lif': which('lif', model.lif_kernel,
+                   model.schedule == 'layer' and model.neuron != 'relu',
+                   'no LIF layer of the layer schedule'),
+  }
 
 
 

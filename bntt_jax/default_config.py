@@ -13,11 +13,34 @@ override a few fields; ``bntt_jax.config_lib.validate`` rejects keys that are
 not defined here (except inside the free-form ``model.norm_kwargs``,
 ``model.arch_kwargs`` and ``data.options``).
 """
-import dataclasses
-
 import ml_collections
 from ml_collections import config_dict
 
+
+# Settings of `python -m bntt_jax.analyze`, the fields of bntt_jax.analysis.Settings and their
+# defaults: the early-exit threshold on the mean BNTT gamma and the dynamic rule, energy per
+# operation (pJ, 45 nm CMOS: the paper's MAC and AC), TrueNorth's (E_dyn, E_sta) (Table S1),
+# noise sigmas and attack epsilons in [0, 1] pixel units. Plain data: loading a config imports
+# neither JAX nor the analyses.
+ANALYSIS = {
+    'exit_threshold': 0.1,
+    'dynamic_rule': 'max_prob',
+    'dynamic_thresholds': (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999),
+    'dynamic_threshold': 0.9,
+    'e_mac_pj': 4.6,
+    'e_ac_pj': 0.9,
+    'truenorth_e_dyn': 0.4,
+    'truenorth_e_sta': 0.6,
+    'truenorth_include_input': False,
+    'truenorth_reference': (),
+    'noise_sigmas': (0.0, 0.05, 0.1, 0.2, 0.3),
+    'fgsm_epsilons': (0.0, 0.02, 0.05, 0.1),
+    'pgd_epsilons': (0.0, 0.02, 0.05, 0.1),
+    'pgd_steps': 10,
+    'pgd_step_ratio': 0.25,
+    'pgd_random_start': False,
+    'robustness_examples': 0,
+}
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -90,11 +113,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.num_keys = 3             # Poisson draws for the final mean / std
   config.eval.top5 = False
 
-  # Settings of `python -m bntt_jax.analyze` (fields of bntt_jax.analysis.Settings:
-  # early-exit threshold, energy constants, noise/attack levels in [0, 1] pixel units).
-  # Imported here: `python -m bntt_jax.main` reads this module before it re-executes
-  # itself (bntt_jax.platform), and the analysis pipeline would load JAX.
-  from bntt_jax.analysis import pipeline as analysis_pipeline  # pylint: disable=g-import-not-at-top
-  config.analysis = ml_collections.ConfigDict(
-      dataclasses.asdict(analysis_pipeline.Settings()))
+  config.analysis = ml_collections.ConfigDict(dict(ANALYSIS))
   return config

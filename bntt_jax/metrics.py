@@ -21,6 +21,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
+from bntt_jax import files
+
 
 def _clean(obj):
   """JSON-safe: numpy scalars to Python, non-finite floats to null."""
@@ -36,12 +38,9 @@ def _clean(obj):
 
 
 def write_json(path: str, obj: Dict[str, Any]) -> None:
-  """Atomically (write then rename), so a killed run never leaves half a file."""
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(_clean(obj), f, indent=2, sort_keys=False)
-    f.write('\n')
-  os.replace(tmp, path)
+  """Atomically (:func:`bntt_jax.files.atomic_write`): a killed run never leaves half a file."""
+  text = json.dumps(_clean(obj), indent=2, sort_keys=False) + '\n'
+  files.atomic_write(path, lambda f: f.write(text))
 
 
 def read_json(path: str) -> Dict[str, Any]:
@@ -73,11 +72,7 @@ class JsonlWriter:
   def keep_epochs_before(self, epoch: int) -> None:
     """On resume: drop lines of epochs that will be run again."""
     rows = [r for r in read_jsonl(self.path) if r.get('epoch', -1) < epoch]
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w') as f:
-      for r in rows:
-        f.write(json.dumps(r) + '\n')
-    os.replace(tmp, self.path)
+    files.atomic_write(self.path, lambda f: f.writelines(json.dumps(r) + '\n' for r in rows))
 
   def write(self, row: Dict[str, Any]) -> None:
     with open(self.path, 'a') as f:

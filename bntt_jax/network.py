@@ -99,10 +99,10 @@ class SpikingNetwork(nn.Module):
       (:mod:`bntt_jax.synapses`). Ignored where ``dtype`` sets a low precision.
     sparse_conv: ``auto``: a 3x3 convolution whose input is an unpooled
       spiking layer's output runs event-driven where it can
-      (:mod:`bntt_jax.sparse_conv`); ``off``: XLA's convolutions only.
+      (:mod:`bntt_jax.kernels.sparse_conv`); ``off``: XLA's convolutions only.
     lif_kernel: ``auto``: a LIF layer of the ``layer`` schedule (float32
       membranes, any synapse dtype) runs its recurrence in one CPU kernel per
-      pass where it can (:mod:`bntt_jax.lif_kernel`); ``off``: ``lax.scan``.
+      pass where it can (:mod:`bntt_jax.kernels.lif`); ``off``: ``lax.scan``.
     axis_name: the mesh axis the batch is split over, for a network applied
       inside ``jax.shard_map`` (data parallelism: each device runs its examples,
       the norms' statistics span the axis; :mod:`bntt_jax.sharding`). ``None``:

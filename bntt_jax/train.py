@@ -4,16 +4,10 @@
 optimizer -> (resume) -> epochs of jitted ``train_step`` with checkpoints ->
 ``eval_step`` over the full test split -> metrics and summary.
 
-Randomness, all derived from ``config.seed``:
-
-* parameters: ``init_key``;
-* training Poisson draws: ``fold_in(train_key, step)``, with the example's
-  index in the training split as its id (so a draw is a function of seed,
-  step, time step and example, whatever the device count);
-* evaluation: ``fold_in(eval_key, i)`` for ``i < config.eval.num_keys``,
-  the same keys at every evaluation; per-epoch evaluation uses ``i = 0``;
-* data order and augmentation: numpy, from (seed, epoch) and (seed, step)
-  (:mod:`bntt_jax.data.pipeline`).
+Randomness, all derived from ``config.seed``: the parameters' and the Poisson draws' keys
+(:mod:`bntt_jax.run_lib`; a draw is a function of seed, step, time step and example, whatever
+the device count); data order and augmentation: numpy, from (seed, epoch) and (seed, step)
+(:mod:`bntt_jax.data.pipeline`).
 
 So a run killed at any point and resumed from its last checkpoint ends with
 the same parameters as one that was never interrupted.
@@ -52,14 +46,13 @@ import optax
 from bntt_jax import checkpoint as checkpoint_lib
 from bntt_jax import config_lib
 from bntt_jax import data as data_lib
-from bntt_jax import lif_kernel
 from bntt_jax import metrics as metrics_lib
 from bntt_jax import network
 from bntt_jax import optim
 from bntt_jax import preemption
+from bntt_jax import run_lib
 from bntt_jax import runlock
 from bntt_jax import sharding
-from bntt_jax import sparse_conv
 from bntt_jax.data import pipeline
 from bntt_jax.errors import ConfigError, NonFiniteLossError, Preempted
 
@@ -226,26 +219,6 @@ def parallel_eval_step(mesh: jax.sharding.Mesh, num_steps: Optional[int] = None)
   return jax.jit(sharding.data_parallel(step, mesh, sharded_args=(1,)))
 
 
-def load_data(config: ml_collections.ConfigDict):
-  """``(dataset, mean, std)`` of ``config.data``: the normalisation is the
-  config's ``data.mean``/``data.std`` where given, else the dataset's (``None``
-  for frames, used as they are)."""
-  d = config.data
-  ds = data_lib.load_dataset(d.name, source=d.source, data_dir=d.dir, download=d.download,
-                             split_seed=d.split_seed, options=d.options.to_dict())
-  return ds, tuple(d.mean) or ds.info.mean, tuple(d.std) or ds.info.std
-
-
-def run_keys(seed: int) -> Tuple[Array, Array, Array]:
-  """``(init_key, train_key, eval_key)`` of a run (module docstring)."""
-  return tuple(jax.random.split(jax.random.PRNGKey(seed), 3))
-
-
-def eval_keys(seed: int, n: int) -> List[Array]:
-  """The ``n`` evaluation Poisson keys of a run; key 0 is every epoch's."""
-  return [jax.random.fold_in(run_keys(seed)[2], i) for i in range(n)]
-
-
 def evaluate(eval_fn: Callable, state: TrainState, split: data_lib.Split, key: Array, *,
              global_batch: int, mean, std, mesh, neurons) -> Dict[str, Any]:
   """Accuracy (fractions), loss and spike rates over every example of ``split``."""
@@ -281,8 +254,9 @@ def _read_record(workdir: str) -> Optional[Dict[str, Any]]:
 
 def summarize(finals, config: ml_collections.ConfigDict, meta: Dict[str, Any],
               layer_names, *, steps: int, train_examples: int,
-              wall_seconds: float) -> Dict[str, Any]:
-  """``summary.json``: the final evaluations (one per Poisson key) and the run's facts."""
+              wall_seconds: float, kernels: Dict[str, str]) -> Dict[str, Any]:
+  """``summary.json``: the final evaluations (one per Poisson key) and the run's facts
+  (``kernels``: what ran the CPU-kernel ops, :func:`config_lib.kernels_in_use`)."""
   accs = np.asarray([f['accuracy'] for f in finals])
   summary = {
       'final_test_accuracy': float(accs.mean()),
@@ -301,6 +275,7 @@ def summarize(finals, config: ml_collections.ConfigDict, meta: Dict[str, Any],
       'test_examples': finals[0]['examples'],
       'model': config.model.arch,
       'norm': config.model.norm,
+      'kernels': kernels,
       'spike_rate': float(np.mean([f['spike_rate'] for f in finals])),
       'spike_rate_per_layer': dict(zip(layer_names, np.mean(
           [f['spike_rate_per_layer'] for f in finals], axis=0).tolist())),
@@ -374,7 +349,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   # Data.
   d = config.data
-  ds, mean, std = load_data(config)
+  ds, mean, std = run_lib.load_data(config)
   info = ds.info
   if preempt.reached(latest or 0):
     raise stopped()
@@ -396,17 +371,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                   axis_name=sharding.DATA_AXIS)
   neurons = tuple(int(np.prod(s)) for s in model.neuron_shapes(model.step_shape(info.shape)))
   layer_names = network.default_names(model.layers)
-  if config.model.sparse_conv == 'auto' and any(
-      sp and spec.kind == 'conv' for sp, spec in zip(model.spike_inputs(), model.layers)):
-    logging.info('event-driven convolutions: %s', 'on' if sparse_conv.available() else
-                 f'off ({sparse_conv.unavailable_reason()})')
-  if (config.model.lif_kernel == 'auto' and config.model.schedule == 'layer'
-      and config.model.neuron == 'lif'):
-    logging.info('LIF kernel: %s', 'on' if lif_kernel.available() else
-                 f'off ({lif_kernel.unavailable_reason()})')
+  kernels_used = config_lib.kernels_in_use(model)
+  logging.info('CPU kernels: %s', ', '.join(f'{k}: {v}' for k, v in kernels_used.items()))
   learning_rate_fn = create_learning_rate_fn(config, steps_per_epoch)
   repl = sharding.replicated(mesh)
-  init_key, train_key, _ = run_keys(config.seed)
+  init_key, train_key, _ = run_lib.run_keys(config.seed)
   state = jax.jit(functools.partial(create_train_state, config=config, model=model,
                                     input_shape=info.shape, learning_rate_fn=learning_rate_fn),
                   out_shardings=repl)(init_key)
@@ -438,7 +407,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   p_train_step = parallel_train_step(mesh, learning_rate_fn)
   p_eval_step = parallel_eval_step(mesh, config.eval.timesteps)
-  keys = eval_keys(config.seed, config.eval.num_keys)
+  keys = run_lib.eval_keys(config.seed, config.eval.num_keys)
   run_eval = functools.partial(evaluate, p_eval_step, global_batch=config.eval.batch_size,
                                mean=mean, std=std, mesh=mesh, neurons=neurons)
 
@@ -550,23 +519,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       raise stopped()
     finals.append(run_eval(state, ds.test, k))
   summary = summarize(finals, config, meta, layer_names, steps=total_steps,
-                      train_examples=len(ds.train), wall_seconds=wall())
+                      train_examples=len(ds.train), wall_seconds=wall(), kernels=kernels_used)
   if is_main:
     metrics_lib.write_json(os.path.join(workdir, 'summary.json'), summary)
   logging.info('final test accuracy %.4f +- %.4f (%d draws), best %.4f, %.1f s',
                summary['final_test_accuracy'], summary['final_test_accuracy_std'], len(finals),
                summary['best_test_accuracy'], summary['wall_seconds'])
   return summary
-
-
-def load_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Dict[str, Any]]:
-  """A run's config and the variables of its newest checkpoint.
-
-  Returns:
-    ``(config, {'params': ..., 'batch_stats': ...})``: the config from
-    ``workdir/config.json`` (tuples come back as lists) and numpy arrays
-    (``batch_stats`` is ``{}`` for ``norm = none``).
-  """
-  config = config_lib.read_run_config(os.path.join(workdir, 'config.json'))
-  state = checkpoint_lib.load_state(workdir)
-  return config, {'params': state['params'], 'batch_stats': state.get('batch_stats') or {}}

@@ -74,8 +74,8 @@ def _matmul_peak_gflops(dtype) -> float:
 
 def build_train_step(batch: int, timesteps: int, schedule: str, precision: str, remat: bool,
                      sparse_conv: str = 'auto', lif_kernel: str = 'auto'):
-  """The benchmark's jitted training step and its first state: ``(step, state)``,
-  ``step(state, key) -> (state, loss)`` (state donated). Call after
+  """The benchmark's jitted training step, its first state and the model: ``(step, state,
+  model)``, ``step(state, key) -> (state, loss)`` (state donated). Call after
   ``platform.configure_xla()``."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -108,7 +108,7 @@ def build_train_step(batch: int, timesteps: int, schedule: str, precision: str, 
     updates, opt = tx.update(grads, opt, params)
     return (optax.apply_updates(params, updates), stats, opt), loss
 
-  return jax.jit(train_step, donate_argnums=0), state
+  return jax.jit(train_step, donate_argnums=0), state, model
 
 
 def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: bool,
@@ -121,10 +121,9 @@ def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: b
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  step, state = build_train_step(batch, timesteps, schedule, precision, remat, sparse_conv,
-                                 lif_kernel)
-  from bntt_jax import lif_kernel as lif_lib  # pylint: disable=g-import-not-at-top
-  from bntt_jax import sparse_conv as sparse_lib  # pylint: disable=g-import-not-at-top
+  from bntt_jax import config_lib  # pylint: disable=g-import-not-at-top
+  step, state, model = build_train_step(batch, timesteps, schedule, precision, remat,
+                                        sparse_conv, lif_kernel)
   t0 = time.perf_counter()
   state, loss = step(state, jax.random.PRNGKey(1))
   loss.block_until_ready()
@@ -141,14 +140,8 @@ def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: b
       'impl': 'bntt_jax', 'backend': jax.devices()[0].platform,
       'device': jax.devices()[0].device_kind, 'batch': batch, 'timesteps': timesteps,
       'schedule': schedule, 'precision': precision, 'remat': remat,
-      # What ran: the event-driven convolutions serve float32 synapses, the LIF kernel the
-      # layer schedule.
-      'sparse_conv': ('off' if sparse_conv == 'off' else 'off (bfloat16 synapses)'
-                      if precision != 'float32' else 'on' if sparse_lib.available() else
-                      f'off (unavailable: {sparse_lib.unavailable_reason()})'),
-      'lif_kernel': ('off' if lif_kernel == 'off' else 'off (step schedule)'
-                     if schedule != 'layer' else 'on' if lif_lib.available() else
-                     f'off (unavailable: {lif_lib.unavailable_reason()})'),
+      # What ran the event-driven convolutions and the LIF recurrences: 'kernel' or 'xla (why)'.
+      **config_lib.kernels_in_use(model),
       'step_s': round(step_s, 4), 'step_s_min': round(min(times), 4),
       'img_per_s': round(batch / step_s, 2), 'peak_mem_mb': _peak_mem_mb(),
       'compile_s': round(compile_s, 1), 'loss': round(float(loss), 4),

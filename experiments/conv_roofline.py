@@ -8,7 +8,7 @@ Times each VGG9 convolution of the time-batched schedule (``T * B`` samples,
 (``dw``), each jitted alone on spike-like inputs (``--density`` ones, default 25 %, as in
 an untrained VGG9). For the layers whose input is spikes (``SpikingNetwork.spike_inputs``),
 ``fwd_sparse_ms`` and ``dw_sparse_ms`` time the event-driven kernels of
-:mod:`bntt_jax.sparse_conv` that the library uses there on CPU (when available), and the
+:mod:`bntt_jax.kernels.sparse_conv` that the library uses there on CPU (when available), and the
 total line adds ``conv_s_sparse``: the step's convolutions with them. Prints one JSON
 line per layer (milliseconds and GFLOP/s of each) and a total line with the
 convolutions' summed time, the images/s that time alone would allow, and a
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
   platform.set_matmul_precision('highest')
   from experiments.benchmark import _matmul_peak_gflops  # pylint: disable=g-import-not-at-top
   from bntt_jax import models  # pylint: disable=g-import-not-at-top
-  from bntt_jax import sparse_conv  # pylint: disable=g-import-not-at-top
+  from bntt_jax.kernels import sparse_conv  # pylint: disable=g-import-not-at-top
   from bntt_jax.analysis import energy  # pylint: disable=g-import-not-at-top
 
   dtype = jnp.dtype(a.dtype)

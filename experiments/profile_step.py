@@ -83,8 +83,8 @@ def main(argv=None) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   import benchmark  # pylint: disable=g-import-not-at-top
 
-  step, state = benchmark.build_train_step(args.batch, args.timesteps, args.schedule,
-                                           args.precision, remat=False)
+  step, state, _ = benchmark.build_train_step(args.batch, args.timesteps, args.schedule,
+                                              args.precision, remat=False)
   for i in range(1 + args.warmup):
     state, loss = step(state, jax.random.PRNGKey(i))
     loss.block_until_ready()

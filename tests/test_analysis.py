@@ -148,6 +148,7 @@ def _trained_stats(m, x):
   return {'params': v['params'], **upd}
 
 
+@pytest.mark.full
 def test_accuracy_after_k_from_one_pass_equals_evaluations_of_k_steps():
   with jax.enable_x64(True):
     rng = np.random.RandomState(0)

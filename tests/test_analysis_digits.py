@@ -16,6 +16,8 @@ from sklearn import model_selection
 from bntt_jax import analysis, analyze, checkpoint, default_config, models
 from bntt_jax.analysis import evaluation, pipeline, robustness, runs
 
+pytestmark = pytest.mark.full   # the full tier: tests/conftest.py
+
 STEPS = 8
 EPSILON = 0.1   # L_inf, [0, 1] pixel units (about 25 grey levels of 255)
 

@@ -72,3 +72,23 @@ def test_direct_encoding_repeats_or_slices_frames():
   np.testing.assert_array_equal(coding.direct_step(frames, 2, frames=True), frames[:, 2])
   with pytest.raises(ValueError, match='6 steps asked of input with 5 frames'):
     coding.direct_encode(frames, 6, frames=True)
+
+
+
+def test_the_encoder_module_is_poisson_encode_with_the_poisson_stream_key():
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
+  class StreamKey(nn.Module):   # the key a root module's first make_rng('poisson') returns
+    def __call__(self):
+      return self.make_rng('poisson')
+
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 5, 3), minval=-1, maxval=1)
+  ids = jnp.array([7, 3])
+  key = jax.random.PRNGKey(4)
+  enc = coding.PoissonEncoder(rescale=1.5)
+  got = enc.apply({}, x, 4, ids, rngs={'poisson': key})
+  want = coding.poisson_encode(StreamKey().apply({}, rngs={'poisson': key}), x, 4, 1.5, ids)
+  assert got.shape == (4, 2, 5, 3)
+  np.testing.assert_array_equal(got, want)
+  other = enc.apply({}, x, 4, ids, rngs={'poisson': jax.random.PRNGKey(5)})
+  assert not np.array_equal(got, other)

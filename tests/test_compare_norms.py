@@ -8,6 +8,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'experiments'))
 
 import compare_norms  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest
+
+pytestmark = pytest.mark.full   # the full tier: tests/conftest.py
 
 
 def test_steps_within_and_aggregate():

@@ -5,6 +5,9 @@ import subprocess
 import sys
 
 import dvs_fixtures
+import pytest
+
+pytestmark = pytest.mark.full   # the full tier: tests/conftest.py
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,16 +1,21 @@
-"""The LIF kernel (bntt_jax.lif_kernel) equals the lax.scan recurrence, in a network too."""
+"""The LIF kernel (bntt_jax.kernels.lif) equals the lax.scan recurrence, in a network too."""
 import os
 import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bntt_jax import lif_kernel
+from bntt_jax import config_lib
+from bntt_jax import default_config
+from bntt_jax import kernels
 from bntt_jax import models
 from bntt_jax import network
 from bntt_jax import neurons
+from bntt_jax.kernels import lif as lif_kernel
 import step_fixtures
 
 
@@ -80,6 +85,7 @@ def _net(lif, schedule='layer', dtype=None):
 
 # bfloat16 synapses: the kernel widens their output as the scan does; gradients reach the
 # synapses through bfloat16, so they agree to bfloat16 rounding.
+@pytest.mark.full
 @pytest.mark.parametrize('dtype,rtol', [(None, 1e-4), (jnp.bfloat16, 2e-2)])
 def test_network_with_the_kernel_equals_the_scan(dtype, rtol):
   _needs_kernel()
@@ -124,3 +130,34 @@ def test_bad_lif_kernel_setting_is_one_line_error():
   with pytest.raises(ValueError, match="lif_kernel 'yes' is not one of"):
     _net('yes').init({'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(1)},
                      jnp.zeros((1, 8, 8, 3)), train=False)
+
+
+def test_what_runs_the_kernel_ops_is_reported_per_kind():
+  """``config_lib.kernels_in_use``: what a run records in summary.json."""
+  _needs_kernel()
+  config = default_config.get_config()
+  config.model.arch = 'vgg9'
+  cpu = jax.devices('cpu')[0]
+  one = config_lib.create_model(config, 10, devices=[cpu])
+  sparse = 'kernel' if kernels.sparse_conv.available() else (     # it needs AVX-512
+      f'xla (unavailable: {kernels.sparse_conv.unavailable_reason()})')
+  assert config_lib.kernels_in_use(one) == {'sparse_conv': sparse, 'lif': 'kernel'}
+  eight = config_lib.create_model(config, 10, devices=[cpu] * 8)
+  assert set(config_lib.kernels_in_use(eight).values()) == {
+      'xla (off: the setting, or not one CPU device)'}
+  config.model.schedule, config.model.dtype = 'step', 'bfloat16'
+  assert config_lib.kernels_in_use(config_lib.create_model(config, 10, devices=[cpu])) == {
+      'sparse_conv': 'xla (no float32 convolution of spikes)',
+      'lif': 'xla (no LIF layer of the layer schedule)'}
+
+
+def test_the_kernels_command_builds_them_and_says_which_this_machine_can_use():
+  _needs_kernel()
+  r = subprocess.run([sys.executable, '-m', 'bntt_jax.kernels'], capture_output=True, text=True,
+                     check=False, env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  lines = r.stdout.splitlines()
+  assert lines[1] == 'lif: available', r.stderr[-2000:]
+  if kernels.sparse_conv.available():
+    assert lines[0] == 'sparse_conv: available' and r.returncode == 0
+  else:
+    assert lines[0].startswith('sparse_conv: not available (') and r.returncode == 1

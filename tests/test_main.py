@@ -12,6 +12,8 @@ import pytest
 
 from bntt_jax import checkpoint
 
+pytestmark = pytest.mark.full   # the full tier: tests/conftest.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -63,8 +63,9 @@ def _max_rel(a, b):
   return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
 
 
-@pytest.mark.parametrize('arch,shape,steps', [('vgg9', (2, 32, 32, 3), 3),
-                                              ('smallnet', (6, 8, 8, 1), 5)])
+@pytest.mark.parametrize('arch,shape,steps', [
+    pytest.param('vgg9', (2, 32, 32, 3), 3, marks=pytest.mark.full),
+    ('smallnet', (6, 8, 8, 1), 5)])
 def test_step_and_layer_schedules_agree(arch, shape, steps):
   with jax.enable_x64(True):
     x = jnp.asarray(np.random.RandomState(0).randn(*shape))
@@ -89,6 +90,7 @@ def test_step_and_layer_schedules_agree(arch, shape, steps):
       assert 0.01 <= rate <= 0.5, (name, rate)
 
 
+@pytest.mark.full
 def test_step_schedule_evaluation_matches_layer():
   x = jnp.asarray(np.random.RandomState(1).randn(4, 8, 8, 1).astype(np.float32))
   outs = []
@@ -135,6 +137,7 @@ def test_reference_init_is_xavier_uniform_gain_2():
   np.testing.assert_allclose(k.std(), bound / np.sqrt(3), rtol=0.02)
 
 
+@pytest.mark.full
 def test_dvsnet_and_smallnet_shapes():
   m = models.dvsnet(num_steps=3)
   x = jnp.zeros((2, 5, 42, 42, 2))   # [B, T_in, H, W, polarity]
@@ -157,6 +160,7 @@ def test_model_rejects_bad_arguments():
     models.vgg9(num_steps=2, leak=0.0)
 
 
+@pytest.mark.full
 def test_vgg9_learns_a_few_fixed_images():
   rng = np.random.RandomState(0)
   x = jnp.asarray(rng.randn(8, 32, 32, 3).astype(np.float32))
@@ -185,6 +189,7 @@ def test_vgg9_learns_a_few_fixed_images():
   assert min(losses[-3:]) < 0.5 * losses[0], losses
 
 
+@pytest.mark.full
 @pytest.mark.parametrize('schedule', ['layer', 'step'])
 def test_remat_gives_the_same_gradients(schedule):
   with jax.enable_x64(True):

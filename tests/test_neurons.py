@@ -180,3 +180,18 @@ def test_fused_lif_keeps_spikes_as_int8_and_no_float_membrane():
   big = [(a.shape, a.dtype) for a, _ in res if a.size == x.size]
   assert sorted(big, key=str) == sorted([(x.shape, jnp.float32), ((4, 2, 3, 5, 5, 8), jnp.int8)],
                                         key=str), res
+
+
+def test_the_lif_module_is_lif_sequence_and_lif_step():
+  layer = neurons.LIF(leak=0.9, threshold=0.7)
+  p = neurons.LIFParams(0.9, 0.7, neurons.Surrogate())
+  currents = jax.random.uniform(jax.random.PRNGKey(1), (6, 3, 4), minval=-0.5, maxval=1.5)
+  spikes = layer.apply({}, currents)
+  np.testing.assert_array_equal(spikes, neurons.lif_sequence(currents, p))
+  assert 0 < float(spikes.mean()) < 1
+  # The step method, looped by hand, gives the same spikes.
+  u, steps = jnp.zeros_like(currents[0]), []
+  for t in range(currents.shape[0]):
+    u, s = layer.apply({}, u, currents[t], method=neurons.LIF.step)
+    steps.append(s)
+  np.testing.assert_array_equal(jnp.stack(steps), spikes)

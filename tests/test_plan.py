@@ -40,6 +40,7 @@ def _param_bytes(config):
   return sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(shapes))
 
 
+@pytest.mark.full
 @needs_libtpu
 def test_vgg9_per_chip_work_on_v5e_slices_is_one_chips_share(monkeypatch):
   """VGG9, T 2, 2 examples per chip, on 1, 4 and 16 v5e chips.
@@ -87,6 +88,7 @@ def _plan_cli(tmp_path, *args, name='plan.json'):
   return r, (json.loads(out.read_text()) if out.exists() else None)
 
 
+@pytest.mark.full
 def test_eight_cpu_devices_each_do_one_eighth_of_the_work(tmp_path):
   """VGG9, T 2, 2 examples per device, on 1 and 8 host CPU devices (XLA's convolutions on
   both: the CPU kernels serve one device only).
@@ -278,6 +280,7 @@ def test_the_cpu_kernels_follow_the_target_not_the_host():
   assert (two.sparse_conv, two.lif_kernel) == ('off', 'off')
 
 
+@pytest.mark.full
 def test_a_run_that_does_not_fit_stops_with_the_largest_batch_that_does(tmp_path):
   """The digits net at T 2 on one CPU device planned against 8 MiB: one line with the largest
   batch as configured, with remat and with bfloat16 synapses."""
@@ -295,6 +298,7 @@ def test_a_run_that_does_not_fit_stops_with_the_largest_batch_that_does(tmp_path
   assert report['fits'] is False
 
 
+@pytest.mark.full
 def test_an_eval_step_that_does_not_fit_says_so_and_the_largest_t_is_searched(tmp_path):
   """The digits net at T 4 against 20 MiB: the train step fits, the eval step at batch 360
   does not (before, the line blamed the train step); the largest T at batch 32 fits and the

@@ -7,6 +7,9 @@ import numpy as np
 import optax
 
 from bntt_jax import config_lib, default_config, train
+import pytest
+
+pytestmark = pytest.mark.full   # the full tier: tests/conftest.py
 
 
 def _digits_accuracy(tmp_path, dtype, seed):

@@ -14,6 +14,8 @@ import pytest
 
 from bntt_jax import checkpoint
 
+pytestmark = pytest.mark.full   # the full tier: tests/conftest.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # 89 steps per epoch (1,437 training digits, batch 16), T 2, 4 epochs: about 10 s a run.
@@ -238,8 +240,8 @@ def test_resume_with_more_epochs_continues_and_config_json_keeps_both(tmp_path, 
   assert history[1]['config']['train']['epochs'] == 5
   assert history[1]['changed'] == {'train.epochs': [4, 5]}
   # The readers of a run (analyses) get the current config.
-  from bntt_jax import train   # pylint: disable=g-import-not-at-top
-  config, _ = train.load_run(str(workdir))
+  from bntt_jax import run_lib   # pylint: disable=g-import-not-at-top
+  config, _ = run_lib.load_run(str(workdir))
   assert config.train.epochs == 5 and 'history' not in config
 
 

@@ -1,4 +1,4 @@
-"""Event-driven convolutions (bntt_jax.sparse_conv) equal XLA's dense ones, in a network too."""
+"""Event-driven convolutions (bntt_jax.kernels.sparse_conv) equal XLA's dense ones, in a network too."""
 import os
 import shutil
 
@@ -9,7 +9,7 @@ import pytest
 
 from bntt_jax import blocks
 from bntt_jax import models
-from bntt_jax import sparse_conv
+from bntt_jax.kernels import sparse_conv
 import step_fixtures
 
 

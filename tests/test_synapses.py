@@ -109,6 +109,7 @@ def test_vgg9_input_kinds():
   assert vgg11.input_kinds((32, 32, 3))[8] == synapses.pooled(4)    # 2x2 left at 32x32
 
 
+@pytest.mark.full
 def test_a_network_with_exact_bf16x3_trains_like_float32():
   """Three SGD steps of a small VGG-like net: losses, parameters and statistics within 1e-5."""
   layers = (models.conv(16), models.conv(16, 2), models.dense(32))

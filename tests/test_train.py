@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from bntt_jax import checkpoint, config_lib, preemption, train
+from bntt_jax import checkpoint, config_lib, preemption, run_lib, train
 from bntt_jax.errors import ConfigError, NonFiniteLossError, Preempted
 
 CONFIGS = os.path.join(os.path.dirname(__file__), '..', 'configs')
@@ -17,6 +17,7 @@ def _rows(workdir):
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.full
 def test_cifar10_config_trains_end_to_end_on_mock_tfds(tmp_path):
   tfds = pytest.importorskip('tensorflow_datasets')
   config = config_lib.load_config(os.path.join(CONFIGS, 'cifar10.py'))
@@ -47,6 +48,9 @@ def test_cifar10_config_trains_end_to_end_on_mock_tfds(tmp_path):
     assert abs(acc * 10 - round(acc * 10)) < 1e-9
   assert summary['final_test_accuracy'] == pytest.approx(np.mean(summary['final_test_accuracies']))
   assert summary['epochs'] == 1 and summary['timesteps'] == 2 and summary['seed'] == 0
+  # What ran the CPU-kernel ops is recorded (one CPU device: the kernels, where they build).
+  assert set(summary['kernels']) == {'sparse_conv', 'lif'}
+  assert all(v == 'kernel' or v.startswith('xla (unavailable') for v in summary['kernels'].values())
   assert summary['best_test_accuracy'] == row['test_accuracy']
   assert row['test_top5_accuracy'] >= row['test_accuracy']
   assert 1.0 >= summary['final_test_top5_accuracy'] >= summary['final_test_accuracy']
@@ -56,7 +60,7 @@ def test_cifar10_config_trains_end_to_end_on_mock_tfds(tmp_path):
   assert int(state['step']) == 2
   assert state['params']['conv1']['norm_layer']['scale'].shape == (2, 64)   # gamma[t], T = 2
   # What the analyses restore: the config and the variables of the last checkpoint.
-  run_config, variables = train.load_run(workdir)
+  run_config, variables = run_lib.load_run(workdir)
   assert run_config.model.arch == 'vgg9' and list(run_config.data.mean) == list(config.data.mean)
   assert variables['batch_stats']['conv1']['norm_layer']['mean'].shape == (2, 64)
   np.testing.assert_array_equal(variables['params']['fc_out']['kernel'],
@@ -93,6 +97,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   assert not os.path.exists(os.path.join(workdir, 'summary.json'))
 
 
+@pytest.mark.full
 def test_rerun_in_the_same_workdir_resumes_and_extends(tmp_path):
   """A finished run rerun with more epochs continues from its last checkpoint.
 
@@ -141,6 +146,7 @@ def uninterrupted(tmp_path_factory):
 # Boundaries of a fresh 2-epoch run of 5 steps each: 1-3 while starting, 4-8 the steps of
 # epoch 0, 9 after its checkpoint, 10-14 epoch 1, 15 after its checkpoint, 16 before the
 # second final evaluation.
+@pytest.mark.full
 @pytest.mark.parametrize('boundary,saved,newest', [
     (8, 5, 5),      # epoch 0's last step: saved before its evaluation, which the rerun does
     (9, None, 5),   # after epoch 0's checkpoint: nothing new to save

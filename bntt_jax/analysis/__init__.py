@@ -1,4 +1,4 @@
-"""The paper's analyses of a trained network (issue 4).
+"""The paper's analyses of a trained network (docs/BNTT_SPEC.md, sections 6-9).
 
 One module per idea, pure functions of (model, variables, arrays, keys, settings):
 

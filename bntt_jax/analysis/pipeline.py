@@ -14,6 +14,7 @@ from typing import Mapping, Optional, Tuple
 import jax
 import numpy as np
 
+from bntt_jax import default_config
 from bntt_jax import network as network_lib
 from bntt_jax.analysis import early_exit
 from bntt_jax.analysis import energy
@@ -22,11 +23,13 @@ from bntt_jax.analysis import robustness
 from bntt_jax.analysis import spikes as spikes_lib
 
 Array = jax.Array
+_DEFAULTS = default_config.ANALYSIS   # the config's analysis section: plain data
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-  """Everything an analysis chooses.
+  """Everything an analysis chooses; the defaults are the config's
+  (``default_config.ANALYSIS``).
 
   Early exit: ``exit_threshold`` on the mean BNTT gamma (rule in
   :mod:`early_exit`; 0.1 is a public reproduction's figure, not the paper's);
@@ -43,23 +46,23 @@ class Settings:
   :mod:`robustness`); PGD ``pgd_steps`` of ``pgd_step_ratio * epsilon``;
   ``robustness_examples``: evaluate the first n examples only (0: all).
   """
-  exit_threshold: float = 0.1
-  dynamic_rule: str = 'max_prob'
-  dynamic_thresholds: Tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
-  dynamic_threshold: float = 0.9
+  exit_threshold: float = _DEFAULTS['exit_threshold']
+  dynamic_rule: str = _DEFAULTS['dynamic_rule']
+  dynamic_thresholds: Tuple[float, ...] = _DEFAULTS['dynamic_thresholds']
+  dynamic_threshold: float = _DEFAULTS['dynamic_threshold']
   e_mac_pj: float = energy.E_MAC_PJ
   e_ac_pj: float = energy.E_AC_PJ
   truenorth_e_dyn: float = energy.TRUENORTH_E_DYN
   truenorth_e_sta: float = energy.TRUENORTH_E_STA
-  truenorth_include_input: bool = False
-  truenorth_reference: Tuple[float, ...] = ()
-  noise_sigmas: Tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3)
-  fgsm_epsilons: Tuple[float, ...] = (0.0, 0.02, 0.05, 0.1)
-  pgd_epsilons: Tuple[float, ...] = (0.0, 0.02, 0.05, 0.1)
-  pgd_steps: int = 10
-  pgd_step_ratio: float = 0.25
-  pgd_random_start: bool = False
-  robustness_examples: int = 0
+  truenorth_include_input: bool = _DEFAULTS['truenorth_include_input']
+  truenorth_reference: Tuple[float, ...] = _DEFAULTS['truenorth_reference']
+  noise_sigmas: Tuple[float, ...] = _DEFAULTS['noise_sigmas']
+  fgsm_epsilons: Tuple[float, ...] = _DEFAULTS['fgsm_epsilons']
+  pgd_epsilons: Tuple[float, ...] = _DEFAULTS['pgd_epsilons']
+  pgd_steps: int = _DEFAULTS['pgd_steps']
+  pgd_step_ratio: float = _DEFAULTS['pgd_step_ratio']
+  pgd_random_start: bool = _DEFAULTS['pgd_random_start']
+  robustness_examples: int = _DEFAULTS['robustness_examples']
 
   def __post_init__(self):
     if self.dynamic_rule not in early_exit.RULES:

@@ -81,7 +81,7 @@ class Run:
 def restore(workdir: str, overrides: Sequence[str]) -> Run:
   """A finished run's config (with ``overrides``), model, last checkpoint and test split.
 
-  ``train.load_run(workdir) -> (config, {'params', 'batch_stats'})`` restores
+  ``run_lib.load_run(workdir) -> (config, {'params', 'batch_stats'})`` restores
   the saved config and the newest checkpoint; the model is rebuilt from the
   overridden config and the test split normalised as training evaluates it.
   """
@@ -89,7 +89,7 @@ def restore(workdir: str, overrides: Sequence[str]) -> Run:
   from bntt_jax import config_lib
   from bntt_jax.analysis import robustness
   from bntt_jax.data import augment
-  from bntt_jax.train import load_data, load_run
+  from bntt_jax.run_lib import load_data, load_run
   # pylint: enable=g-import-not-at-top
   config, variables = load_run(workdir)
   config = ml_collections.ConfigDict(config.to_dict())   # unlocked copy
@@ -113,7 +113,7 @@ def analyze_run(run: Run) -> dict:
   # pylint: disable=g-import-not-at-top
   from bntt_jax import analysis
   from bntt_jax import platform
-  from bntt_jax import train
+  from bntt_jax import run_lib
   # pylint: enable=g-import-not-at-top
   platform.set_matmul_precision(run.config.matmul_precision)
   try:
@@ -121,7 +121,8 @@ def analyze_run(run: Run) -> dict:
   except (TypeError, ValueError) as e:
     raise ConfigError('analysis settings', run.name, str(e)) from e
   return analysis.analyze(run.model, run.variables, run.images, run.labels,
-                          key=train.eval_keys(run.config.seed, 1)[0], batch_size=run.config.eval.batch_size,
+                          key=run_lib.eval_keys(run.config.seed, 1)[0],
+                          batch_size=run.config.eval.batch_size,
                           space=run.space, settings=settings, name=run.name)
 
 

@@ -128,12 +128,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 import warnings
 from typing import Sequence
 
 import numpy as np
+
+from bntt_jax import files
 
 # Bump whenever reading or binning changes the numbers: it is part of the cache key.
 READER_VERSION = 1
@@ -429,22 +430,6 @@ def _cache_paths(cache_dir: str, key: str) -> tuple:
   return stem + '.frames.npy', stem + '.meta.npz'
 
 
-def _atomic_write(path: str, write) -> None:
-  """``write(fileobj)`` into a temporary file beside ``path``, then rename it."""
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.' + os.path.basename(path) + '.',
-                             suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      write(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 @dataclasses.dataclass
 class _Preprocessed:
   frames: np.ndarray      # float32 [M, T, size, size, 2], rows of the readable recordings
@@ -476,13 +461,14 @@ def _load_cache(frames_path: str, meta_path: str, key: str, shape_tail: tuple):
 def _save_cache(frames_path: str, meta_path: str, key: str, listing: Listing,
                 pre: _Preprocessed) -> None:
   os.makedirs(os.path.dirname(frames_path), exist_ok=True)
-  _atomic_write(frames_path, lambda f: np.save(f, pre.frames, allow_pickle=False))
+  files.atomic_write(frames_path, lambda f: np.save(f, pre.frames, allow_pickle=False),
+                     binary=True)
   failed = [f for f, _ in pre.failed]
   reasons = [r for _, r in pre.failed]
-  _atomic_write(meta_path, lambda f: np.savez(
+  files.atomic_write(meta_path, lambda f: np.savez(
       f, key=np.asarray(key), index=pre.index, labels=listing.labels[pre.index],
       classes=np.asarray(listing.classes), failed=np.asarray(failed, dtype=str),
-      failed_reasons=np.asarray(reasons, dtype=str)))
+      failed_reasons=np.asarray(reasons, dtype=str)), binary=True)
 
 
 def _preprocess(listing: Listing, timesteps: int, size: int, split_by: str,

@@ -24,6 +24,7 @@ import numpy as np
 
 from absl import logging
 
+from bntt_jax import files
 from bntt_jax.errors import ConfigError, DataError
 
 SIZE = 64
@@ -115,6 +116,5 @@ def load(root: str, cache_dir: str = '', workers: int = 0):
     if cache_dir:
       os.makedirs(cache_dir, exist_ok=True)
       for p, a in zip(cached, (xtr, xva)):
-        np.save(p + '.tmp.npy', a, allow_pickle=False)
-        os.replace(p + '.tmp.npy', p)
+        files.atomic_write(p, lambda f, a=a: np.save(f, a, allow_pickle=False), binary=True)
   return (xtr, np.asarray(tl, np.int32)), (xva, np.asarray(vl, np.int32)), classes

@@ -2,7 +2,7 @@
 
 :func:`lif_affine_sequence` is :func:`bntt_jax.neurons.lif_affine_sequence` (the LIF driven by a
 per-step, per-channel affine map, the BNTT layer's normalisation) computed by a C++ kernel
-(``kernels/lif.cc``): each element's whole time line runs in one thread on a block of rows that
+(``lif.cc``): each element's whole time line runs in one thread on a block of rows that
 stays in cache, so the forward pass reads the input and writes the spikes once, and the backward
 pass recomputes the membranes instead of storing them (no ``[T, ...]`` residual besides the
 input) and reads the input and the spikes' gradient once. ``lax.scan`` instead streams every
@@ -11,7 +11,7 @@ operand's slice at each step, which on XLA:CPU costs several times the memory tr
 Same numbers as the scan: the forward uses the fused multiply-adds XLA emits, so spikes are
 equal; gradients equal it up to float32 summation order (``dmul`` and ``dadd`` are summed over
 fixed row ranges in a fixed order: deterministic). Float32 only; compiled on first use
-(:mod:`bntt_jax.native`); :func:`available` is False off a single Linux CPU device, and callers
+(:mod:`bntt_jax.kernels.build`); :func:`available` is False off a single Linux CPU device, and callers
 then use the scan. ``jax.grad`` and ``jax.vjp`` pass through it; forward-mode autodiff
 (``jax.jvp``) does not, and ``jax.vmap`` runs it once per mapped element.
 """
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bntt_jax import native
+from bntt_jax.kernels import build
 from bntt_jax import neurons
 from bntt_jax import vma
 
@@ -33,11 +33,11 @@ _SURROGATE_CODE = {'triangle': 0, 'fast_sigmoid': 1, 'arctan': 2}
 
 def available() -> bool:
   """Whether :func:`lif_affine_sequence` runs its kernel here (built on first call)."""
-  return native.load('lif', {_FORWARD: 'BnttLifForward', _BACKWARD: 'BnttLifBackward'})[0]
+  return build.load('lif', {_FORWARD: 'BnttLifForward', _BACKWARD: 'BnttLifBackward'})[0]
 
 
 def unavailable_reason() -> str:
-  return native.reason('lif')
+  return build.reason('lif')
 
 
 def supports(x, mul, add) -> bool:
@@ -69,7 +69,7 @@ def lif_affine_sequence(x, mul, add, p: neurons.LIFParams):
   if not available():
     raise RuntimeError(f'the LIF kernel is not available here: {unavailable_reason()}')
   xg = _grouped(x, mul)
-  s = native.call(_FORWARD, jax.ShapeDtypeStruct(xg.shape, jnp.float32), xg, mul, add,
+  s = build.call(_FORWARD, jax.ShapeDtypeStruct(xg.shape, jnp.float32), xg, mul, add,
                   **_attrs(p))
   return s.reshape(x.shape)
 
@@ -82,7 +82,7 @@ def _bwd(p, res, g):
   x, mul, add = res
   xg = _grouped(x, mul)
   f32 = lambda a: jax.ShapeDtypeStruct(a.shape, jnp.float32)
-  dx, dmul, dadd = native.call(
+  dx, dmul, dadd = build.call(
       _BACKWARD, (f32(xg), f32(mul), f32(add)), xg, mul, add,
       _grouped(g.astype(jnp.float32), mul), **_attrs(p),
       surrogate=np.int32(_SURROGATE_CODE[p.surrogate.name]), alpha=np.float32(p.surrogate.alpha))

@@ -3,13 +3,13 @@
 A convolution whose input is spikes (0/1, ~20-30 % ones in VGG9) does most of its dense work on
 zeros. ``conv3x3(x, w)`` is a 'SAME', stride-1 convolution of ``x [N, H, W, C]`` with
 ``w [3, 3, C, D]`` that computes its forward and its weight gradient in C++ (AVX-512,
-``kernels/sparse_conv.cc``) from each input pixel's nonzero channels, and its input gradient
+``sparse_conv.cc``) from each input pixel's nonzero channels, and its input gradient
 with XLA's dense convolution (the output gradient is dense). It is exact for any input, in the
 float32 arithmetic of a different summation order, and deterministic; only its speed depends on
 the sparsity (README, Performance: at VGG9's 22-26 % the forward and the weight gradient take
 about half the dense convolution's time).
 
-The kernels are compiled on first use (:mod:`bntt_jax.native`). :func:`available` says whether
+The kernels are compiled on first use (:mod:`bntt_jax.kernels.build`). :func:`available` says whether
 that worked (Linux, a CPU with AVX-512, a compiler, a single CPU device: an FFI call has no
 sharding rule); blocks fall back to XLA's convolution otherwise, so results never depend on it
 beyond rounding. The input gradient is XLA's, so ``jax.grad`` and ``jax.vjp`` work through it;
@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from bntt_jax import native
+from bntt_jax.kernels import build
 from bntt_jax import vma
 
 _FORWARD, _WEIGHT_GRAD = 'bntt_sparse_conv_forward', 'bntt_sparse_conv_weight_grad'
@@ -28,14 +28,14 @@ _FORWARD, _WEIGHT_GRAD = 'bntt_sparse_conv_forward', 'bntt_sparse_conv_weight_gr
 
 def available() -> bool:
   """Whether :func:`conv3x3` runs its own kernels here (built and registered on first call)."""
-  return native.load('sparse_conv', {_FORWARD: 'BnttSparseConvForward',
+  return build.load('sparse_conv', {_FORWARD: 'BnttSparseConvForward',
                                      _WEIGHT_GRAD: 'BnttSparseConvWeightGrad'},
                      cpu_flags=('avx512f',))[0]
 
 
 def unavailable_reason() -> str:
   """Why :func:`available` is False ('' when it is True or was not asked)."""
-  return native.reason('sparse_conv')
+  return build.reason('sparse_conv')
 
 
 def supports(x_shape, w_shape, dtype) -> bool:
@@ -57,7 +57,7 @@ def conv3x3(x, w):
     raise RuntimeError(f'the sparse convolution kernels are not available here: '
                        f'{unavailable_reason()}')
   n, h, wd, _ = x.shape
-  return native.call(_FORWARD, jax.ShapeDtypeStruct((n, h, wd, w.shape[3]), jnp.float32), x, w)
+  return build.call(_FORWARD, jax.ShapeDtypeStruct((n, h, wd, w.shape[3]), jnp.float32), x, w)
 
 
 def _fwd(x, w):
@@ -67,7 +67,7 @@ def _fwd(x, w):
 def _bwd(res, g):
   x, w = res
   dx = jax.vjp(lambda x: dense_conv3x3(x, w), x)[1](g)[0]
-  dw = native.call(_WEIGHT_GRAD, jax.ShapeDtypeStruct(w.shape, jnp.float32), x, g)
+  dw = build.call(_WEIGHT_GRAD, jax.ShapeDtypeStruct(w.shape, jnp.float32), x, g)
   return dx, vma.cotangent_for(dw, w)
 
 

@@ -1,9 +1,9 @@
-"""Native CPU kernels: the C++ sources in ``kernels/`` compiled on first use, registered with XLA.
+"""Building the kernels: each C++ source of this package compiled once, registered with XLA.
 
 Each source ``kernels/<name>.cc`` defines XLA FFI handlers (and may include the headers there).
 :func:`load` compiles it once per machine with the system's C++ compiler (``$CXX``, default
-``g++``, ``-O3 -march=native``) into a cache directory (``$BNTT_KERNEL_CACHE``, default
-``~/.cache/bntt_jax``; the file name holds a hash of the source and the headers, jaxlib's
+``g++``, ``-O3 -march=native -Wall``; its warnings are logged) into a cache directory
+(``$BNTT_KERNEL_CACHE``, default ``~/.cache/bntt_jax``; the file name holds a hash of the source and the headers, jaxlib's
 version, the flags and the CPU's model and flags, and is written atomically) and registers its
 handlers as XLA custom-call targets for the CPU.
 
@@ -19,14 +19,16 @@ import hashlib
 import os
 import subprocess
 import sys
-import tempfile
 from typing import Iterable, Mapping, Tuple
 
 import jax
 
+from absl import logging
+
+from bntt_jax import files
 from bntt_jax import vma
 
-_KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'kernels')
+_KERNELS = os.path.dirname(os.path.abspath(__file__))
 _loaded: dict = {}   # source name -> (ok, reason)
 _cpu: list = []
 
@@ -47,7 +49,7 @@ def _build(name: str) -> str:
   """Compile ``kernels/<name>.cc`` unless the cache has it; return the library's path."""
   import jaxlib  # pylint: disable=g-import-not-at-top
   cxx = os.environ.get('CXX', 'g++')
-  flags = ['-O3', '-march=native', '-std=c++17', '-shared', '-fPIC', '-w',
+  flags = ['-O3', '-march=native', '-std=c++17', '-shared', '-fPIC', '-Wall',
            '-isystem', jax.ffi.include_dir()]
   key = hashlib.sha256(' '.join([cxx, jaxlib.__version__, *flags, *cpu_lines()]).encode())
   for path in [source(name)] + sorted(glob.glob(os.path.join(_KERNELS, '*.h'))):
@@ -58,15 +60,12 @@ def _build(name: str) -> str:
   path = os.path.join(cache, f'{name}_{key.hexdigest()[:16]}.so')
   if not os.path.exists(path):
     os.makedirs(cache, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.so', dir=cache)
-    os.close(fd)
-    try:
-      subprocess.run([cxx, *flags, source(name), '-o', tmp, '-lpthread'], check=True,
-                     capture_output=True, text=True)
-      os.replace(tmp, path)   # atomic: a concurrent build or a crash never leaves half a library
-    finally:
-      if os.path.exists(tmp):
-        os.unlink(tmp)
+    # Atomic: a concurrent build or a crash never leaves half a library.
+    with files.atomic_path(path) as tmp:
+      r = subprocess.run([cxx, *flags, source(name), '-o', tmp, '-lpthread'], check=True,
+                         capture_output=True, text=True)
+    if r.stderr.strip():
+      logging.warning('%s: compiler messages:\n%s', source(name), r.stderr.strip())
   return path
 
 

@@ -1,0 +1,28 @@
+"""CPU kernels: C++ XLA FFI handlers for one Linux CPU device, and their JAX bindings.
+
+* :mod:`.sparse_conv` (``sparse_conv.cc``): event-driven 3x3 convolutions of spike inputs,
+  forward and weight gradient from the nonzeros.
+* :mod:`.lif` (``lif.cc``): the ``layer`` schedule's fused norm-affine LIF recurrence, each
+  pass in one kernel, the backward recomputing the membranes.
+* :mod:`.build`: compiles a source once per machine into a cache and registers its handlers.
+
+The blocks use a kernel where it is available and takes the operands, and XLA's operations
+otherwise (equal results up to float32 rounding). :func:`prepare` builds both ahead of use
+(``config_lib.create_model`` calls it for a run on one CPU device; otherwise the first trace
+that needs a kernel builds it); ``python -m bntt_jax.kernels`` does it from the shell and prints
+what this machine can use.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+from bntt_jax.kernels import lif
+from bntt_jax.kernels import sparse_conv
+
+KINDS = {'sparse_conv': sparse_conv, 'lif': lif}
+
+
+def prepare() -> Dict[str, str]:
+  """Build and register every kernel; ``{kind: ''}`` where it is available, else why not."""
+  return {name: '' if mod.available() else mod.unavailable_reason() or 'unavailable'
+          for name, mod in KINDS.items()}

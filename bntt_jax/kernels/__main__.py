@@ -1,0 +1,19 @@
+"""``python -m bntt_jax.kernels``: build the CPU kernels now and say which this machine can use.
+
+Exit status 0 when every kernel is available, 1 otherwise (the library then uses XLA's
+operations for that kind: nothing fails, it is slower).
+"""
+import sys
+
+from bntt_jax import kernels
+
+
+def main() -> int:
+  status = kernels.prepare()
+  for name, why in status.items():
+    print(f'{name}: ' + ('available' if not why else f'not available ({why})'))
+  return 0 if not any(status.values()) else 1
+
+
+if __name__ == '__main__':
+  sys.exit(main())
