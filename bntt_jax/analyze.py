@@ -20,7 +20,7 @@ section gets the defaults (:mod:`bntt_jax.analysis.runs`). Noise and attack unit
 [0, 1] pixels (see :mod:`bntt_jax.analysis.robustness`).
 
 The Poisson key is the training run's first evaluation key (``fold_in`` of
-the third split of ``PRNGKey(config.seed)``, see :mod:`bntt_jax.train`), so the
+the third split of ``PRNGKey(config.seed)``, see :mod:`bntt_jax.run_lib`), so the
 clean accuracy here equals the run's last per-epoch test accuracy.
 """
 from __future__ import annotations

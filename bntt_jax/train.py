@@ -1,8 +1,11 @@
 """Training and evaluation: small pure steps and one loop (flax-examples shape).
 
-``train_and_evaluate(config, workdir)`` is the whole run: data -> model ->
-optimizer -> (resume) -> epochs of jitted ``train_step`` with checkpoints ->
-``eval_step`` over the full test split -> metrics and summary.
+``train_and_evaluate(config, workdir)`` is the whole run, a short driver over named steps:
+``_setup`` (data, model on the mesh, jitted steps, evaluation), ``_restore`` (the fresh or the
+resumed state; what a checkpoint carries besides it is a :class:`Progress`), per epoch
+``_train_epoch`` (jitted ``train_step`` with host syncs and checkpoints) and ``_end_epoch``
+(``eval_step`` over the full test split, the metrics row, the epoch's checkpoint), then
+``_final_evaluation`` (the Poisson draws, the summary).
 
 Randomness, all derived from ``config.seed``: the parameters' and the Poisson draws' keys
 (:mod:`bntt_jax.run_lib`; a draw is a function of seed, step, time step and example, whatever
@@ -29,6 +32,7 @@ comparison only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import time
@@ -236,15 +240,6 @@ def evaluate(eval_fn: Callable, state: TrainState, split: data_lib.Split, key: A
           'examples': int(n)}
 
 
-def _fresh_meta() -> Dict[str, Any]:
-  # ``epoch``: the epoch in progress, whose training sums ``epoch_sums`` holds (a
-  # checkpoint saved on preemption after an epoch's last step still has that epoch's
-  # evaluation to do); ``lr``: the last synced step's rate, for that epoch's row.
-  return {'epoch_sums': {k: 0.0 for k in _TRAIN_SUMS}, 'epoch_spikes': None,
-          'best_test_accuracy': None, 'best_epoch': None, 'wall_seconds': 0.0, 'epoch': None,
-          'lr': None}
-
-
 def _read_record(workdir: str) -> Optional[Dict[str, Any]]:
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
@@ -323,205 +318,298 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     return _train_and_evaluate(config, workdir, ckpt, preempt, start_time)
 
 
+@dataclasses.dataclass
+class Progress:
+  """What a checkpoint carries besides the state (its ``meta``), so that a resumed run
+  continues where it stopped: the epoch in progress (``epoch``; a checkpoint saved on
+  preemption after an epoch's last step still has that epoch's evaluation to do) with its
+  training sums and spike counts so far, the last synced step's learning rate (for that
+  epoch's row), the best test accuracy and its epoch, the wall time before this process."""
+  epoch_sums: Dict[str, float] = dataclasses.field(
+      default_factory=lambda: {k: 0.0 for k in _TRAIN_SUMS})
+  epoch_spikes: Optional[List[float]] = None
+  best_test_accuracy: Optional[float] = None
+  best_epoch: Optional[int] = None
+  wall_seconds: float = 0.0
+  epoch: Optional[int] = None
+  lr: Optional[float] = None
+
+  @classmethod
+  def from_meta(cls, meta: Dict[str, Any]) -> 'Progress':
+    """From a checkpoint's meta (older checkpoints lack some fields: their defaults)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in meta.items() if k in fields})
+
+
+@dataclasses.dataclass
+class _Run:
+  """One run's fixed parts, set up once: where it writes, what stops it, its data, model,
+  steps and evaluation."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  ckpt: checkpoint_lib.Checkpointer
+  preempt: preemption.Monitor
+  start_time: float
+  progress: Progress = dataclasses.field(default_factory=Progress)
+  wall_before: float = 0.0
+  # Set by _setup.
+  ds: Any = None
+  train_data: Any = None
+  mesh: Any = None
+  model: Any = None
+  neurons: Tuple[int, ...] = ()
+  layer_names: Tuple[str, ...] = ()
+  kernels: Dict[str, str] = dataclasses.field(default_factory=dict)
+  learning_rate_fn: Any = None
+  train_step: Any = None
+  run_eval: Any = None
+  eval_keys: List[Array] = dataclasses.field(default_factory=list)
+  train_key: Any = None
+
+  @property
+  def is_main(self) -> bool:
+    return sharding.is_main_process()
+
+  def wall(self) -> float:
+    return self.wall_before + time.time() - self.start_time
+
+  def stop_if_preempted(self, step: int, saved: Optional[int] = None) -> None:
+    """Raise ``Preempted`` if a stop was asked for by ``step`` (``saved``: the step just saved
+    for it)."""
+    if saved is None and not self.preempt.reached(step):
+      return
+    newest = self.ckpt.latest_step()
+    if saved is not None:
+      what = f'saved the checkpoint of step {saved} in {self.ckpt.directory}'
+    elif newest is not None:
+      what = (f'stopped; the checkpoint of step {newest} in {self.ckpt.directory} holds the '
+              'run so far')
+    else:
+      what = 'stopped before the first checkpoint'
+    raise Preempted(f'{self.preempt.reason}: {what}; rerun the same command to '
+                    f'{"resume" if newest is not None else "start again"}', newest)
+
+  def save(self, step: int, state, sums, spikes, epoch: int, lr: float) -> None:
+    p = self.progress
+    p.epoch_sums, p.epoch_spikes = dict(sums), None if spikes is None else list(spikes)
+    p.wall_seconds, p.epoch, p.lr = self.wall(), epoch, lr
+    self.ckpt.save(step, state, dataclasses.asdict(p))
+
+
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         ckpt: checkpoint_lib.Checkpointer, preempt: preemption.Monitor,
                         start_time: float) -> Dict[str, Any]:
-  is_main = sharding.is_main_process()
-
-  def stopped(saved: Optional[int] = None) -> Preempted:
-    newest = ckpt.latest_step()
-    if saved is not None:
-      what = f'saved the checkpoint of step {saved} in {ckpt.directory}'
-    elif newest is not None:
-      what = f'stopped; the checkpoint of step {newest} in {ckpt.directory} holds the run so far'
-    else:
-      what = 'stopped before the first checkpoint'
-    return Preempted(f'{preempt.reason}: {what}; rerun the same command to '
-                     f'{"resume" if newest is not None else "start again"}', newest)
-
+  run = _Run(config, workdir, ckpt, preempt, start_time)
   # A resume with a config that changes the model or the data stops before the data load.
   record = _read_record(workdir)
   latest = ckpt.latest_step()
   if latest is not None and record is not None:
     config_lib.check_resume(config_lib.config_in_force(record, latest), config, latest)
-  if preempt.reached(latest or 0):
-    raise stopped()
+  run.stop_if_preempted(latest or 0)
+  _setup(run)
+  run.stop_if_preempted(latest or 0)
+  state, start_step, start_epoch = _restore(run, record, latest)
+  run.stop_if_preempted(start_step)
 
-  # Data.
-  d = config.data
+  last_eval = None
+  bar = metrics_lib.ProgressBar(config.train.epochs * run.train_data.steps_per_epoch,
+                                initial=start_step, enabled=None if run.is_main else False)
+  try:
+    for epoch in range(start_epoch, config.train.epochs):
+      state, trained = _train_epoch(run, state, epoch, start_step, bar)
+      last_eval = _end_epoch(run, state, epoch, trained, bar)
+  finally:
+    bar.close()
+    ckpt.close()   # also when training stops early (a non-finite loss, an interrupt)
+  return _final_evaluation(run, state, last_eval)
+
+
+def _setup(run: _Run) -> None:
+  """The data, the model on the mesh, the jitted steps and the evaluation."""
+  config = run.config
   ds, mean, std = run_lib.load_data(config)
-  info = ds.info
-  if preempt.reached(latest or 0):
-    raise stopped()
   global_batch = config.train.batch_size
   if global_batch > len(ds.train):
     raise ConfigError('batch size', global_batch,
                       f'an integer in 1..{len(ds.train)} (the training examples)')
-  train_data = pipeline.TrainPipeline(
+  d = config.data
+  run.ds = ds
+  run.train_data = pipeline.TrainPipeline(
       ds.train.x, ds.train.y, global_batch=global_batch, seed=config.seed, augment=d.augment,
       crop_padding=d.crop_padding, mean=mean, std=std, process_index=jax.process_index(),
       process_count=jax.process_count())
-  steps_per_epoch = train_data.steps_per_epoch
-  num_epochs = config.train.epochs
-  total_steps = num_epochs * steps_per_epoch
+  run.mesh = sharding.create_mesh()
+  run.model = config_lib.create_model(config, ds.info.num_classes, devices=run.mesh.devices.flat,
+                                      axis_name=sharding.DATA_AXIS)
+  run.neurons = tuple(int(np.prod(s))
+                      for s in run.model.neuron_shapes(run.model.step_shape(ds.info.shape)))
+  run.layer_names = network.default_names(run.model.layers)
+  run.kernels = config_lib.kernels_in_use(run.model)
+  logging.info('CPU kernels: %s', ', '.join(f'{k}: {v}' for k, v in run.kernels.items()))
+  run.learning_rate_fn = create_learning_rate_fn(config, run.train_data.steps_per_epoch)
+  run.train_step = parallel_train_step(run.mesh, run.learning_rate_fn)
+  run.run_eval = functools.partial(
+      evaluate, parallel_eval_step(run.mesh, config.eval.timesteps),
+      global_batch=config.eval.batch_size, mean=mean, std=std, mesh=run.mesh,
+      neurons=run.neurons)
+  run.eval_keys = run_lib.eval_keys(config.seed, config.eval.num_keys)
+  run.train_key = run_lib.run_keys(config.seed)[1]
 
-  # Model, optimizer, state.
-  mesh = sharding.create_mesh()
-  model = config_lib.create_model(config, info.num_classes, devices=mesh.devices.flat,
-                                  axis_name=sharding.DATA_AXIS)
-  neurons = tuple(int(np.prod(s)) for s in model.neuron_shapes(model.step_shape(info.shape)))
-  layer_names = network.default_names(model.layers)
-  kernels_used = config_lib.kernels_in_use(model)
-  logging.info('CPU kernels: %s', ', '.join(f'{k}: {v}' for k, v in kernels_used.items()))
-  learning_rate_fn = create_learning_rate_fn(config, steps_per_epoch)
-  repl = sharding.replicated(mesh)
-  init_key, train_key, _ = run_lib.run_keys(config.seed)
-  state = jax.jit(functools.partial(create_train_state, config=config, model=model,
-                                    input_shape=info.shape, learning_rate_fn=learning_rate_fn),
-                  out_shardings=repl)(init_key)
 
-  meta = _fresh_meta()
+def _restore(run: _Run, record: Optional[Dict[str, Any]], latest: Optional[int]):
+  """The first state (fresh, or the newest readable checkpoint's), its step and its epoch;
+  writes ``config.json`` and trims ``metrics.jsonl`` to the epochs before that one."""
+  config, ckpt = run.config, run.ckpt
+  init_key = run_lib.run_keys(config.seed)[0]
+  state = jax.jit(functools.partial(create_train_state, config=config, model=run.model,
+                                    input_shape=run.ds.info.shape,
+                                    learning_rate_fn=run.learning_rate_fn),
+                  out_shardings=sharding.replicated(run.mesh))(init_key)
   try:
-    restored = ckpt.restore_newest(state, os.path.join(workdir, 'checkpoints_damaged'))
+    restored = ckpt.restore_newest(state, os.path.join(run.workdir, 'checkpoints_damaged'))
   except checkpoint_lib.ModelMismatchError as e:
-    raise ConfigError('workdir', workdir,
+    raise ConfigError('workdir', run.workdir,
                       f'a new directory, or one holding a run of this config (its checkpoint '
                       f'at step {latest} does not fit: {e})') from None
   if restored is not None:
     state, meta, resumed = restored
-    meta = {**_fresh_meta(), **meta}     # checkpoints older than the epoch and lr fields
+    run.progress = Progress.from_meta(meta)
     logging.info('Resuming from the checkpoint at step %d in %s', resumed, ckpt.directory)
     if resumed != latest and record is not None:   # fell back past a damaged checkpoint
       config_lib.check_resume(config_lib.config_in_force(record, resumed), config, resumed)
+  run.wall_before = float(run.progress.wall_seconds)
   start_step = int(jax.device_get(state.step))
-  start_epoch = (int(meta['epoch']) if meta['epoch'] is not None
-                 else start_step // steps_per_epoch)
-  metrics_path = os.path.join(workdir, 'metrics.jsonl')
-  writer = metrics_lib.JsonlWriter(metrics_path)
-  if is_main:
-    metrics_lib.write_json(os.path.join(workdir, 'config.json'), config_lib.config_record(
+  start_epoch = (int(run.progress.epoch) if run.progress.epoch is not None
+                 else start_step // run.train_data.steps_per_epoch)
+  if run.is_main:
+    metrics_lib.write_json(os.path.join(run.workdir, 'config.json'), config_lib.config_record(
         record if restored is not None else None, config, start_step))
-    writer.keep_epochs_before(start_epoch)
-  if preempt.reached(start_step):
-    raise stopped()
+    metrics_lib.JsonlWriter(os.path.join(run.workdir, 'metrics.jsonl')).keep_epochs_before(
+        start_epoch)
+  return state, start_step, start_epoch
 
-  p_train_step = parallel_train_step(mesh, learning_rate_fn)
-  p_eval_step = parallel_eval_step(mesh, config.eval.timesteps)
-  keys = run_lib.eval_keys(config.seed, config.eval.num_keys)
-  run_eval = functools.partial(evaluate, p_eval_step, global_batch=config.eval.batch_size,
-                               mean=mean, std=std, mesh=mesh, neurons=neurons)
 
-  bar = metrics_lib.ProgressBar(total_steps, initial=start_step, enabled=None if is_main else False)
-  log_every = config.train.log_every_steps
-  ckpt_every = config.train.checkpoint_every_steps
-  last_eval: Optional[Dict[str, Any]] = None
-  elapsed_before = float(meta['wall_seconds'])
+@dataclasses.dataclass
+class _Trained:
+  """An epoch's training totals: summed loss, correct and count, spikes per layer, the last
+  learning rate, images per second."""
+  sums: Dict[str, float]
+  spikes: Optional[np.ndarray]
+  lr: float
+  img_per_s: float
 
-  def wall() -> float:
-    return elapsed_before + time.time() - start_time
 
-  def checkpoint(step: int, sums, spikes, epoch: int, lr: float) -> None:
-    meta.update(epoch_sums=dict(sums), epoch_spikes=None if spikes is None else list(spikes),
-                wall_seconds=wall(), epoch=epoch, lr=lr)
-    ckpt.save(step, state, meta)
-
-  try:
-    for epoch in range(start_epoch, num_epochs):
-      first = max(start_step, epoch * steps_per_epoch)
-      last = (epoch + 1) * steps_per_epoch
-      resumed_mid_epoch = first == start_step and first > epoch * steps_per_epoch
-      sums = dict(meta['epoch_sums']) if resumed_mid_epoch else {k: 0.0 for k in _TRAIN_SUMS}
-      spikes = (np.asarray(meta['epoch_spikes'], np.float64)
-                if resumed_mid_epoch and meta['epoch_spikes'] is not None else None)
+def _train_epoch(run: _Run, state, epoch: int, start_step: int, bar) -> Tuple[Any, _Trained]:
+  """The training steps of ``epoch`` (from ``start_step`` when the run resumed inside it),
+  with the host syncs that check the loss, the checkpoints within the epoch and the stop at
+  a preemption notice."""
+  config, p = run.config, run.progress
+  steps_per_epoch = run.train_data.steps_per_epoch
+  first = max(start_step, epoch * steps_per_epoch)
+  last = (epoch + 1) * steps_per_epoch
+  resumed_mid_epoch = first == start_step and first > epoch * steps_per_epoch
+  sums = dict(p.epoch_sums) if resumed_mid_epoch else {k: 0.0 for k in _TRAIN_SUMS}
+  spikes = (np.asarray(p.epoch_spikes, np.float64)
+            if resumed_mid_epoch and p.epoch_spikes is not None else None)
+  lr = float(p.lr) if resumed_mid_epoch and p.lr is not None else float('nan')
+  log_every, ckpt_every = config.train.log_every_steps, config.train.checkpoint_every_steps
+  pending = []
+  t_first = t_end = None
+  t_epoch = time.perf_counter()
+  batches = run.train_data.iterate(first, last, prefetch=config.data.prefetch)
+  for step, local in zip(range(first, last), batches):
+    state, m = run.train_step(state, sharding.global_batch(local, run.mesh), run.train_key)
+    pending.append((step, m))
+    done = step + 1
+    # The state after this step, saved on every process at the same step.
+    preempted = run.preempt.reached(done)
+    save_now = (ckpt_every and done % ckpt_every == 0 and done != last) or preempted
+    if done % log_every == 0 or done == last or save_now:
+      # Host sync: check the losses before anything is saved.
+      for s, host_m in jax.device_get(pending):
+        if not np.isfinite(host_m['loss']):
+          good = run.ckpt.latest_step()
+          raise NonFiniteLossError(
+              f'non-finite training loss {float(host_m["loss"]) / host_m["count"]} at step '
+              f'{s} (epoch {epoch}); training stopped; the last good checkpoint is '
+              + (f'step {good} in {run.ckpt.directory}' if good is not None else
+                 'none (no checkpoint was saved before this step)'))
+        for k in _TRAIN_SUMS:
+          sums[k] += float(host_m[k])
+        spikes = host_m['spikes'].astype(np.float64) + (0 if spikes is None else spikes)
+        lr = float(host_m['lr'])
       pending = []
-      lr = float(meta['lr']) if resumed_mid_epoch and meta['lr'] is not None else float('nan')
-      t_first = t_end = None
-      t_epoch = time.perf_counter()
-      batches = train_data.iterate(first, last, prefetch=d.prefetch)
-      for step, local in zip(range(first, last), batches):
-        state, m = p_train_step(state, sharding.global_batch(local, mesh), train_key)
-        pending.append((step, m))
-        done = step + 1
-        # The state after this step, saved on every process at the same step.
-        preempted = preempt.reached(done)
-        save_now = (ckpt_every and done % ckpt_every == 0 and done != last) or preempted
-        if done % log_every == 0 or done == last or save_now:
-          # Host sync: check the losses before anything is saved.
-          for s, host_m in jax.device_get(pending):
-            if not np.isfinite(host_m['loss']):
-              good = ckpt.latest_step()
-              raise NonFiniteLossError(
-                  f'non-finite training loss {float(host_m["loss"]) / host_m["count"]} at step '
-                  f'{s} (epoch {epoch}); training stopped; the last good checkpoint is '
-                  + (f'step {good} in {ckpt.directory}' if good is not None else
-                     'none (no checkpoint was saved before this step)'))
-            for k in _TRAIN_SUMS:
-              sums[k] += float(host_m[k])
-            spikes = host_m['spikes'].astype(np.float64) + (0 if spikes is None else spikes)
-            lr = float(host_m['lr'])
-          pending = []
-          if t_first is None:
-            t_first = (time.perf_counter(), done - first)   # the first sync includes compilation
-          t_end = (time.perf_counter(), done - first)
-          bar.update(done, epoch=f'{epoch + 1}/{num_epochs}',
-                     loss=f'{sums["loss"] / max(sums["count"], 1):.4f}')
-        if save_now:
-          checkpoint(done, sums, spikes, epoch, lr)
-        if preempted:
-          raise stopped(saved=done)
-      # Throughput after the first host sync (which waits for compilation), or
-      # over the whole epoch when it had one sync only.
-      if t_end is not None and t_end[1] > t_first[1]:
-        img_per_s = (t_end[1] - t_first[1]) * global_batch / (t_end[0] - t_first[0])
-      elif t_end is not None:
-        img_per_s = t_end[1] * global_batch / (t_end[0] - t_epoch)
-      else:
-        img_per_s = float('nan')
+      if t_first is None:
+        t_first = (time.perf_counter(), done - first)   # the first sync includes compilation
+      t_end = (time.perf_counter(), done - first)
+      bar.update(done, epoch=f'{epoch + 1}/{config.train.epochs}',
+                 loss=f'{sums["loss"] / max(sums["count"], 1):.4f}')
+    if save_now:
+      run.save(done, state, sums, spikes, epoch, lr)
+    if preempted:
+      run.stop_if_preempted(done, saved=done)
+  # Throughput after the first host sync (which waits for compilation), or over the whole
+  # epoch when it had one sync only.
+  global_batch = config.train.batch_size
+  if t_end is not None and t_end[1] > t_first[1]:
+    img_per_s = (t_end[1] - t_first[1]) * global_batch / (t_end[0] - t_first[0])
+  elif t_end is not None:
+    img_per_s = t_end[1] * global_batch / (t_end[0] - t_epoch)
+  else:
+    img_per_s = float('nan')
+  return state, _Trained(sums, spikes, lr, img_per_s)
 
-      ev = run_eval(state, ds.test, keys[0])
-      last_eval = ev
-      if meta['best_test_accuracy'] is None or ev['accuracy'] > meta['best_test_accuracy']:
-        meta['best_test_accuracy'], meta['best_epoch'] = ev['accuracy'], epoch
-      n = max(sums['count'], 1.0)
-      train_rate, _ = metrics_lib.spike_rates(
-          spikes if spikes is not None else [0.0] * len(neurons), neurons, n)
-      row = {'epoch': epoch, 'step': last, 'lr': lr, 'train_loss': sums['loss'] / n,
-             'train_accuracy': sums['correct'] / n, 'test_loss': ev['loss'],
-             'test_accuracy': ev['accuracy'], 'img_per_s': img_per_s,
-             'spike_rate': ev['spike_rate'], 'train_spike_rate': train_rate,
-             'spike_rate_per_layer': dict(zip(layer_names, ev['spike_rate_per_layer'])),
-             'wall_seconds': wall()}
-      if config.eval.top5:
-        row['test_top5_accuracy'] = ev['top5_accuracy']
-      bar.close()
-      logging.info('epoch %d/%d step %d lr %.4g train_loss %.4f train_acc %.4f test_acc %.4f '
-                   'spike_rate %.3f %.0f img/s', epoch + 1, num_epochs, last, lr,
-                   row['train_loss'], row['train_accuracy'], ev['accuracy'], ev['spike_rate'],
-                   img_per_s)
-      if is_main:
-        writer.write(row)
-      # Resumed from a preemption checkpoint of this epoch's last step: its state is this
-      # one, and a rerun from it repeats this evaluation and row exactly.
-      if ckpt.latest_step() != last:
-        checkpoint(last, {k: 0.0 for k in _TRAIN_SUMS}, None, epoch + 1, lr)
-      if preempt.reached(last):
-        raise stopped()
-  finally:
-    bar.close()
-    ckpt.close()   # also when training stops early (a non-finite loss, an interrupt)
 
-  # Final evaluation: the last parameters, num_keys Poisson draws of the full test split.
-  finals = [last_eval] if last_eval is not None else [run_eval(state, ds.test, keys[0])]
+def _end_epoch(run: _Run, state, epoch: int, trained: _Trained, bar) -> Dict[str, Any]:
+  """Evaluate the epoch's parameters, log and write its row, checkpoint its end."""
+  config, p = run.config, run.progress
+  last = (epoch + 1) * run.train_data.steps_per_epoch
+  ev = run.run_eval(state, run.ds.test, run.eval_keys[0])
+  if p.best_test_accuracy is None or ev['accuracy'] > p.best_test_accuracy:
+    p.best_test_accuracy, p.best_epoch = ev['accuracy'], epoch
+  sums, n = trained.sums, max(trained.sums['count'], 1.0)
+  train_rate, _ = metrics_lib.spike_rates(
+      trained.spikes if trained.spikes is not None else [0.0] * len(run.neurons), run.neurons, n)
+  row = {'epoch': epoch, 'step': last, 'lr': trained.lr, 'train_loss': sums['loss'] / n,
+         'train_accuracy': sums['correct'] / n, 'test_loss': ev['loss'],
+         'test_accuracy': ev['accuracy'], 'img_per_s': trained.img_per_s,
+         'spike_rate': ev['spike_rate'], 'train_spike_rate': train_rate,
+         'spike_rate_per_layer': dict(zip(run.layer_names, ev['spike_rate_per_layer'])),
+         'wall_seconds': run.wall()}
+  if config.eval.top5:
+    row['test_top5_accuracy'] = ev['top5_accuracy']
+  bar.close()
+  logging.info('epoch %d/%d step %d lr %.4g train_loss %.4f train_acc %.4f test_acc %.4f '
+               'spike_rate %.3f %.0f img/s', epoch + 1, config.train.epochs, last, trained.lr,
+               row['train_loss'], row['train_accuracy'], ev['accuracy'], ev['spike_rate'],
+               trained.img_per_s)
+  if run.is_main:
+    metrics_lib.JsonlWriter(os.path.join(run.workdir, 'metrics.jsonl')).write(row)
+  # Resumed from a preemption checkpoint of this epoch's last step: its state is this one,
+  # and a rerun from it repeats this evaluation and row exactly.
+  if run.ckpt.latest_step() != last:
+    run.save(last, state, {k: 0.0 for k in _TRAIN_SUMS}, None, epoch + 1, trained.lr)
+  run.stop_if_preempted(last)
+  return ev
+
+
+def _final_evaluation(run: _Run, state, last_eval: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+  """The last parameters on the full test split, ``eval.num_keys`` Poisson draws; the
+  summary."""
+  config = run.config
+  finals = [last_eval] if last_eval is not None else [
+      run.run_eval(state, run.ds.test, run.eval_keys[0])]
   final_step = int(jax.device_get(state.step))
-  for k in keys[1:]:
+  for k in run.eval_keys[1:]:
     # The last checkpoint holds the final state: a rerun evaluates it.
-    if preempt.reached(final_step):
-      raise stopped()
-    finals.append(run_eval(state, ds.test, k))
-  summary = summarize(finals, config, meta, layer_names, steps=total_steps,
-                      train_examples=len(ds.train), wall_seconds=wall(), kernels=kernels_used)
-  if is_main:
-    metrics_lib.write_json(os.path.join(workdir, 'summary.json'), summary)
+    run.stop_if_preempted(final_step)
+    finals.append(run.run_eval(state, run.ds.test, k))
+  summary = summarize(finals, config, dataclasses.asdict(run.progress), run.layer_names,
+                      steps=config.train.epochs * run.train_data.steps_per_epoch,
+                      train_examples=len(run.ds.train), wall_seconds=run.wall(),
+                      kernels=run.kernels)
+  if run.is_main:
+    metrics_lib.write_json(os.path.join(run.workdir, 'summary.json'), summary)
   logging.info('final test accuracy %.4f +- %.4f (%d draws), best %.4f, %.1f s',
                summary['final_test_accuracy'], summary['final_test_accuracy_std'], len(finals),
                summary['best_test_accuracy'], summary['wall_seconds'])
