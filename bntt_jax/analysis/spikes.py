@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from bntt_jax import metrics
+
 
 def layer_rates(spikes: np.ndarray, neurons: Sequence[int]) -> np.ndarray:
   """S8 rate per layer and step.
@@ -28,8 +30,10 @@ def layer_rates(spikes: np.ndarray, neurons: Sequence[int]) -> np.ndarray:
     ``[0, 1]``); summed over steps it is ``R_s`` (in ``[0, k]``).
   """
   spikes = np.asarray(spikes, np.float64)
-  n = np.asarray(neurons, np.float64).reshape(-1, 1)
-  return spikes.mean(axis=2) / n
+  # The S8 rate of each step's counts, by the one function training reports it with.
+  per_step = [metrics.spike_rates(spikes[:, t].sum(axis=1), neurons, spikes.shape[2])[1]
+              for t in range(spikes.shape[1])]
+  return np.asarray(per_step, np.float64).reshape(spikes.shape[1], len(neurons)).T
 
 
 def input_rate(input_spikes: np.ndarray, input_elements: int) -> np.ndarray:
