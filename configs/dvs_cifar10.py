@@ -51,6 +51,8 @@ def get_config():
       'train_fraction': 0.9,
       'cache_dir': os.path.join(os.path.expanduser('~'), '.cache', 'bntt_jax', 'dvs_cifar10'),
       'on_error': 'stop',          # stop | skip: a corrupt recording stops the run or is skipped
+      'method': 'area',            # area | floor: 128 -> size resampling (bntt_jax.data.dvs)
+      'orientation': 'spikingjelly',   # spikingjelly | jaer: the sensor's axes
   })
 
   config.model.arch = 'dvsnet'

@@ -300,3 +300,33 @@ def test_split_train_test_counts_and_class_independence():
   np.testing.assert_array_equal(dvs.split_train_test(np.zeros(3, int), 0.9, 0).sum(), 2)
   with pytest.raises(ValueError, match='train_fraction'):
     dvs.split_train_test(labels, 1.5, 0)
+
+
+def test_method_and_orientation_reach_the_loader_from_the_config_options(tmp_path):
+  """``data.options.method`` / ``orientation`` (the DVS config's keys) change the frames as
+  read_aedat and events_to_frames define them; bad values are one line naming them."""
+  from bntt_jax import data  # pylint: disable=g-import-not-at-top
+  from bntt_jax.errors import DataError  # pylint: disable=g-import-not-at-top
+  fx.make_dataset(tmp_path / 'data', per_class=2)
+
+  def frames(**options):
+    ds = data.load_dataset('dvs_cifar10', source='directory', data_dir=str(tmp_path / 'data'),
+                           download=False, split_seed=0,
+                           options={'timesteps': 4, 'size': 42, 'train_fraction': 0.5, **options})
+    return np.concatenate([ds.train.x, ds.test.x])
+
+  area, floor = frames(), frames(method='floor')
+  jaer = frames(method='floor', orientation='jaer')
+  # Both keep every event; floor puts each in one pixel, area shares some over two.
+  np.testing.assert_allclose(area.sum(), floor.sum(), rtol=1e-6)
+  assert not np.array_equal(area, floor) and set(np.unique(floor)) <= set(range(100))
+  # jAER's axes against SpikingJelly's (x = 127 - raw y, y = 127 - raw x): the frames
+  # transposed and flipped, bin by bin (floor(c * 42 / 128) of c and 127 - c differ by one
+  # row where 42 does not divide, so compare the totals per frame and polarity).
+  np.testing.assert_allclose(jaer.sum((2, 3)), floor.sum((2, 3)), rtol=1e-6)
+  assert not np.array_equal(jaer, floor)
+  for bad, match in (({'method': 'bicubic'}, "method 'bicubic'"),
+                     ({'orientation': 'upside'}, "orientation 'upside'")):
+    with pytest.raises(DataError, match=match) as err:
+      frames(**bad)
+    assert '\n' not in str(err.value)

@@ -111,7 +111,7 @@ def _tiny_imagenet(*, source, data_dir, download, split_seed, options):
 
 
 def _dvs_cifar10(*, source, data_dir, download, split_seed, options):
-  # Written by the DVS issue; imported only when asked for.
+  # Imported only when asked for.
   from bntt_jax.data.dvs import load_dvs_cifar10  # pylint: disable=g-import-not-at-top
   options = dict(options)
   options.setdefault('seed', split_seed)

@@ -471,8 +471,8 @@ def _save_cache(frames_path: str, meta_path: str, key: str, listing: Listing,
       failed_reasons=np.asarray(reasons, dtype=str)), binary=True)
 
 
-def _preprocess(listing: Listing, timesteps: int, size: int, split_by: str,
-                on_error: str) -> _Preprocessed:
+def _preprocess(listing: Listing, timesteps: int, size: int, split_by: str, on_error: str,
+                method: str, orientation: str) -> _Preprocessed:
   n = len(listing.files)
   frames = np.empty((n, timesteps, size, size, 2), np.float32)
   index, failed = [], []
@@ -480,7 +480,7 @@ def _preprocess(listing: Listing, timesteps: int, size: int, split_by: str,
   for i, rel in enumerate(listing.files):
     path = os.path.join(listing.root, rel)
     try:
-      events = read_aedat(path, orientation=DEFAULT_ORIENTATION)
+      events = read_aedat(path, orientation=orientation)
       if events.size == 0:
         raise RecordingError(f'{path}: holds no DVS events')
     except RecordingError as e:
@@ -489,7 +489,7 @@ def _preprocess(listing: Listing, timesteps: int, size: int, split_by: str,
       failed.append((rel, str(e)))
       continue
     frames[len(index)] = events_to_frames(events, timesteps, size, split_by, SENSOR_SIZE,
-                                          method=DEFAULT_METHOD)
+                                          method=method)
     index.append(i)
     if (i + 1) % 1000 == 0:
       _log.info('DVS-CIFAR10: %d/%d recordings in %.0f s', i + 1, n, time.monotonic() - start)
@@ -509,7 +509,8 @@ def _report_failures(failed: Sequence, on_error: str) -> None:
 
 def load_dvs_cifar10(root, *, timesteps: int = 20, size: int = 42, split_by: str = 'time',
                      train_fraction: float = 0.9, seed: int = 0, cache_dir=None,
-                     on_error: str = 'stop'):
+                     on_error: str = 'stop', method: str = DEFAULT_METHOD,
+                     orientation: str = DEFAULT_ORIENTATION):
   """DVS-CIFAR10 as frames, split per class into train and test.
 
   Args:
@@ -524,19 +525,23 @@ def load_dvs_cifar10(root, *, timesteps: int = 20, size: int = 42, split_by: str
     on_error: a corrupt or truncated recording stops the run (``'stop'``,
       :class:`RecordingError` naming the file) or is skipped with a warning
       naming it (``'skip'``).
+    method: the resampling, ``'area'`` or ``'floor'`` (:func:`events_to_frames`).
+    orientation: the sensor axes, ``'spikingjelly'`` or ``'jaer'`` (:func:`read_aedat`).
 
   Returns:
     ``((train_frames, train_labels), (test_frames, test_labels))``: frames
     ``float32 [N, T, size, size, 2]`` (event counts; axes example, time bin,
     row, column, polarity OFF/ON), labels ``int32 [N]``, in listing order.
   """
-  _check_settings(timesteps, size, split_by, SENSOR_SIZE, DEFAULT_METHOD)
+  _check_settings(timesteps, size, split_by, SENSOR_SIZE, method)
   if on_error not in ON_ERROR:
     raise ValueError(f'on_error {on_error!r} is not one of {list(ON_ERROR)}')
+  if orientation not in ORIENTATIONS:
+    raise ValueError(f'orientation {orientation!r} is not one of {list(ORIENTATIONS)}')
   listing = list_recordings(root)
   is_train = split_train_test(listing.labels, train_fraction, seed)
   settings = dict(reader_version=READER_VERSION, timesteps=int(timesteps), size=int(size),
-                  split_by=split_by, method=DEFAULT_METHOD, orientation=DEFAULT_ORIENTATION,
+                  split_by=split_by, method=method, orientation=orientation,
                   sensor_size=SENSOR_SIZE, dtype='float32')
   shape_tail = (timesteps, size, size, 2)
   pre = None
@@ -547,7 +552,7 @@ def load_dvs_cifar10(root, *, timesteps: int = 20, size: int = 42, split_by: str
     if pre is not None:
       _log.info('DVS-CIFAR10 frames from cache %s', frames_path)
   if pre is None:
-    pre = _preprocess(listing, timesteps, size, split_by, on_error)
+    pre = _preprocess(listing, timesteps, size, split_by, on_error, method, orientation)
     if cache_dir is not None:
       _save_cache(frames_path, meta_path, key, listing, pre)
   _report_failures(pre.failed, on_error)
