@@ -218,8 +218,9 @@ def _abstract(tree, sharding):
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
 
 
-def compile_train_step(s: Setup, global_batch: int):
-  """The compiled ``train.parallel_train_step`` for a global batch of ``global_batch``."""
+def _abstract_arguments(s: Setup, global_batch: int, *, mask: bool):
+  """The steps' arguments as sharded abstract values: ``(lr_fn, state, batch, key)``; the
+  batch has the evaluation's ``mask`` where asked."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from bntt_jax import sharding, train  # pylint: disable=g-import-not-at-top
@@ -228,33 +229,29 @@ def compile_train_step(s: Setup, global_batch: int):
       train.create_train_state, config=s.config, model=s.model, input_shape=s.example_shape,
       learning_rate_fn=lr), jax.random.PRNGKey(0))
   repl, data_sh = sharding.replicated(s.mesh), sharding.data_sharding(s.mesh)
-  batch = {'image': jax.ShapeDtypeStruct((global_batch,) + s.example_shape, jnp.float32,
-                                         sharding=data_sh),
-           'label': jax.ShapeDtypeStruct((global_batch,), jnp.int32, sharding=data_sh),
-           'index': jax.ShapeDtypeStruct((global_batch,), jnp.int32, sharding=data_sh)}
+  per_example = lambda dtype, tail=(): jax.ShapeDtypeStruct((global_batch,) + tail, dtype,
+                                                            sharding=data_sh)
+  batch = {'image': per_example(jnp.float32, s.example_shape),
+           'label': per_example(jnp.int32), 'index': per_example(jnp.int32)}
+  if mask:
+    batch['mask'] = per_example(jnp.float32)
   key = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=repl)
-  step = train.parallel_train_step(s.mesh, lr)
-  return step.lower(_abstract(state, repl), batch, key).compile()
+  return lr, _abstract(state, repl), batch, key
+
+
+def compile_train_step(s: Setup, global_batch: int):
+  """The compiled ``train.parallel_train_step`` for a global batch of ``global_batch``."""
+  from bntt_jax import train  # pylint: disable=g-import-not-at-top
+  lr, state, batch, key = _abstract_arguments(s, global_batch, mask=False)
+  return train.parallel_train_step(s.mesh, lr).lower(state, batch, key).compile()
 
 
 def compile_eval_step(s: Setup, global_batch: int):
   """The compiled ``train.parallel_eval_step`` for evaluation batches of ``global_batch``."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from bntt_jax import sharding, train  # pylint: disable=g-import-not-at-top
-  lr = train.create_learning_rate_fn(s.config, 1)
-  state = jax.eval_shape(functools.partial(
-      train.create_train_state, config=s.config, model=s.model, input_shape=s.example_shape,
-      learning_rate_fn=lr), jax.random.PRNGKey(0))
-  repl, data_sh = sharding.replicated(s.mesh), sharding.data_sharding(s.mesh)
-  batch = {'image': jax.ShapeDtypeStruct((global_batch,) + s.example_shape, jnp.float32,
-                                         sharding=data_sh),
-           'label': jax.ShapeDtypeStruct((global_batch,), jnp.int32, sharding=data_sh),
-           'index': jax.ShapeDtypeStruct((global_batch,), jnp.int32, sharding=data_sh),
-           'mask': jax.ShapeDtypeStruct((global_batch,), jnp.float32, sharding=data_sh)}
-  key = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=repl)
-  step = train.parallel_eval_step(s.mesh, s.config.eval.timesteps)
-  return step.lower(_abstract(state, repl), batch, key).compile()
+  from bntt_jax import train  # pylint: disable=g-import-not-at-top
+  _, state, batch, key = _abstract_arguments(s, global_batch, mask=True)
+  return train.parallel_eval_step(s.mesh, s.config.eval.timesteps).lower(
+      state, batch, key).compile()
 
 
 # ---------------------------------------------------------------------------------------------
