@@ -239,7 +239,8 @@ class BNTT(_TimeNorm):
       lead = 1 if stepwise else 0
       groups, moments_axis, running_axis = self._groups()
       xg = group(x, groups, lead)
-      mean, var, m = moments(xg, tuple(range(lead + 1, xg.ndim - 1)), moments_axis)   # [k, G, C] / [G, C]
+      # [k, G, C] / [G, C]
+      mean, var, m = moments(xg, tuple(range(lead + 1, xg.ndim - 1)), moments_axis)
       if not self.is_initializing():
         new_mean, new_var = running_update(pick(ra_mean.value), pick(ra_var.value), mean, var,
                                            m, self.momentum, group_axis=lead,

@@ -3,9 +3,9 @@
 Each source ``kernels/<name>.cc`` defines XLA FFI handlers (and may include the headers there).
 :func:`load` compiles it once per machine with the system's C++ compiler (``$CXX``, default
 ``g++``, ``-O3 -march=native -Wall``; its warnings are logged) into a cache directory
-(``$BNTT_KERNEL_CACHE``, default ``~/.cache/bntt_jax``; the file name holds a hash of the source and the headers, jaxlib's
-version, the flags and the CPU's model and flags, and is written atomically) and registers its
-handlers as XLA custom-call targets for the CPU.
+(``$BNTT_KERNEL_CACHE``, default ``~/.cache/bntt_jax``; the file name holds a hash of the
+source and the headers, jaxlib's version, the flags and the CPU's model and flags, and is
+written atomically) and registers its handlers as XLA custom-call targets for the CPU.
 
 The kernels serve a single CPU device on Linux: an FFI call has no sharding rule, so on several
 devices XLA would gather a sharded batch onto each one. Callers fall back to XLA's own

@@ -11,8 +11,8 @@ operand's slice at each step, which on XLA:CPU costs several times the memory tr
 Same numbers as the scan: the forward uses the fused multiply-adds XLA emits, so spikes are
 equal; gradients equal it up to float32 summation order (``dmul`` and ``dadd`` are summed over
 fixed row ranges in a fixed order: deterministic). Float32 only; compiled on first use
-(:mod:`bntt_jax.kernels.build`); :func:`available` is False off a single Linux CPU device, and callers
-then use the scan. ``jax.grad`` and ``jax.vjp`` pass through it; forward-mode autodiff
+(:mod:`bntt_jax.kernels.build`); :func:`available` is False off a single Linux CPU device, and
+callers then use the scan. ``jax.grad`` and ``jax.vjp`` pass through it; forward-mode autodiff
 (``jax.jvp``) does not, and ``jax.vmap`` runs it once per mapped element.
 """
 from __future__ import annotations

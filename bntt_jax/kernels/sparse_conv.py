@@ -9,11 +9,11 @@ float32 arithmetic of a different summation order, and deterministic; only its s
 the sparsity (README, Performance: at VGG9's 22-26 % the forward and the weight gradient take
 about half the dense convolution's time).
 
-The kernels are compiled on first use (:mod:`bntt_jax.kernels.build`). :func:`available` says whether
-that worked (Linux, a CPU with AVX-512, a compiler, a single CPU device: an FFI call has no
-sharding rule); blocks fall back to XLA's convolution otherwise, so results never depend on it
-beyond rounding. The input gradient is XLA's, so ``jax.grad`` and ``jax.vjp`` work through it;
-forward-mode autodiff (``jax.jvp``) does not.
+The kernels are compiled on first use (:mod:`bntt_jax.kernels.build`). :func:`available` says
+whether that worked (Linux, a CPU with AVX-512, a compiler, a single CPU device: an FFI call has
+no sharding rule); blocks fall back to XLA's convolution otherwise, so results never depend on
+it beyond rounding. The input gradient is XLA's, so ``jax.grad`` and ``jax.vjp`` work through
+it; forward-mode autodiff (``jax.jvp``) does not.
 """
 from __future__ import annotations
 
