@@ -12,8 +12,10 @@ Each workdir gets ``W/report.json``, ``W/report.md`` and ``W/plots/*.png``
 ``--outdir`` (default ``<first workdir>/comparison``); TrueNorth energies there
 are normalised by run ``--reference``.
 
-``--config.<path>=<value>`` overrides a field of every run's saved config,
-as ``main`` does for training (e.g. ``--config.eval.batch_size=500``). The
+``--config.<path>=<value>`` overrides a field of every run's saved config, with
+``main``'s syntax and meaning (e.g. ``--config.eval.batch_size=500``): each value is parsed
+by ml_collections' config flags, by the field's type in the config schema
+(:func:`bntt_jax.config_lib.parse_overrides`, which both use). The
 analysis settings live under ``config.analysis`` (fields of
 :class:`bntt_jax.analysis.Settings`); a run whose config has no ``analysis``
 section gets the defaults (:mod:`bntt_jax.analysis.runs`). Noise and attack units are
@@ -42,19 +44,28 @@ flags.DEFINE_integer('reference', 0, 'Index of the run whose TrueNorth energy no
                      'others in the side-by-side report.')
 
 OVERRIDE_PREFIX = '--config.'
+NEGATED_PREFIX = '--noconfig.'
 _overrides: List[str] = []   # the --config.* arguments, set by parse_flags
 
 
 def split_overrides(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
-  """``argv`` without the ``--config.<path>=<value>`` arguments, and those as ``path=value``."""
+  """``argv`` without the ``--config.<path>[=<value>]`` (and ``--noconfig.<path>``)
+  arguments, and those as ``path=value``: ``--config.<path>`` and ``--noconfig.<path>``
+  are a bool's ``true`` and ``false``, as ``main``'s config flags read them. Each is parsed
+  as ``main`` parses it (:func:`bntt_jax.config_lib.parse_overrides`), the keys checked here."""
+  from bntt_jax import config_lib, default_config  # pylint: disable=g-import-not-at-top
   rest, overrides = [], []
   for a in argv:
     if a.startswith(OVERRIDE_PREFIX):
-      if '=' not in a:
-        raise ConfigError('override', a, 'the form --config.<path>=<value>')
-      overrides.append(a[len(OVERRIDE_PREFIX):])
+      path, eq, value = a[len(OVERRIDE_PREFIX):].partition('=')
+      overrides.append(f'{path}={value}' if eq else f'{path}=true')
+    elif a.startswith(NEGATED_PREFIX) and '=' not in a:
+      overrides.append(f'{a[len(NEGATED_PREFIX):]}=false')
     else:
       rest.append(a)
+  # An unknown key or a value its field does not take stops here, before any run loads.
+  config_lib.parse_overrides([f'{OVERRIDE_PREFIX}{o}' for o in overrides],
+                             default_config.get_config())
   return rest, overrides
 
 

@@ -1,29 +1,32 @@
 """Configs: loading a config file, checking every value before anything compiles.
 
 A bad value raises :class:`bntt_jax.errors.ConfigError`, whose message is one
-line: ``<what> <value> is not accepted: <accepted>``.
+line: ``<what> <value> is not accepted: <accepted>``. A value the library takes is
+checked by the library's own check (``models.check_arguments``, ``norms.check_norm``,
+``neurons.LIFParams``, ``network.check_settings``, ``optim``'s, ``platform``'s, the data
+pipeline's), which :func:`validate` calls, and every accepted set is the library's;
+only what exists in a config alone (its keys, the data, the schedule's numbers) is
+checked here.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import json
-import math
 import os
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 import ml_collections
 
 from bntt_jax import default_config
+from bntt_jax import errors
 from bntt_jax.errors import ConfigError
 
 # Sub-dicts whose keys are free (passed through to a function's **kwargs).
 FREE_FORM = ('model.norm_kwargs', 'model.arch_kwargs', 'data.options')
 DTYPES = ('float32', 'bfloat16', 'float16')
-SYNAPSE_PRECISIONS = ('auto', 'float32', 'exact_bf16x3', 'bfloat16')
-OPTIMIZERS = ('sgd', 'adam', 'adamw')
-LR_SCHEDULES = ('step', 'cosine', 'constant')
-PRECISIONS = ('default', 'high', 'highest', 'bfloat16', 'tensorfloat32', 'float32')
+BATCH_STATS = ('global', 'per_device')
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
@@ -55,20 +58,9 @@ def check_keys(config: ml_collections.ConfigDict) -> None:
                         f'{parent or "the top level"} has {", ".join(siblings)}')
 
 
-def _one_of(what: str, value: Any, accepted: Tuple[str, ...]) -> None:
-  if value not in accepted:
-    raise ConfigError(what, value, f'one of {", ".join(accepted)}')
-
-
-def _int_at_least(what: str, value: Any, low: int, extra: str = '') -> None:
-  if isinstance(value, bool) or not isinstance(value, int) or value < low:
-    raise ConfigError(what, value, f'an integer >= {low}{extra}')
-
-
-def _positive(what: str, value: Any) -> None:
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or (
-      not math.isfinite(value)):
-    raise ConfigError(what, value, 'a number > 0')
+_one_of = errors.check_one_of
+_int_at_least = errors.check_int_at_least
+_positive = errors.check_positive
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
@@ -79,13 +71,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
   a plan of a run on another machine.
   """
   # pylint: disable=g-import-not-at-top
-  from bntt_jax import data, models, neurons, norms, network
+  from bntt_jax import data, models, neurons, norms, network, optim, platform, synapses
   from bntt_jax.data import pipeline
   # pylint: enable=g-import-not-at-top
   check_keys(config)
   d, m, t, e = config.data, config.model, config.train, config.eval
   _int_at_least('seed', config.seed, 0)
-  _one_of('matmul precision', config.matmul_precision, PRECISIONS)
+  _one_of('matmul precision', config.matmul_precision, platform.MATMUL_PRECISIONS)
   # Dataset, source and directory.
   data.resolve_source(d.name, d.source)
   _one_of('augmentation', d.augment, pipeline.AUGMENTATIONS)
@@ -97,42 +89,33 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
   if kind == 'frames' and d.augment != 'none':
     raise ConfigError('augmentation', d.augment, f'none for {d.name} (event frames)')
   # Model.
-  _one_of('model', m.arch, tuple(sorted(models.ARCHITECTURES)))
-  _int_at_least('timesteps', m.timesteps, 1)
-  if m.num_classes is not None:
-    _int_at_least('num_classes', m.num_classes, 1)
-  _one_of('norm', m.norm, tuple(sorted(norms.NORMS)))
+  models.check_arguments(m.arch, 1 if m.num_classes is None else m.num_classes, m.neuron)
+  network.check_settings(num_steps=m.timesteps, schedule=m.schedule, encoding=m.encoding,
+                         sparse_conv=m.sparse_conv, lif_kernel=m.lif_kernel)
+  norms.check_norm(m.norm)
   settings = norm_settings(norms)
   for key in m.norm_kwargs.keys():
     if key not in settings:
       raise ConfigError('norm_kwargs key', key, f'one of {", ".join(settings)} (the norms\' '
                         'settings)')
-  _one_of('neuron', m.neuron, ('lif', 'relu'))
-  if isinstance(m.leak, bool) or not isinstance(m.leak, (int, float)) or not 0 < m.leak <= 1:
-    raise ConfigError('leak', m.leak, 'a number in (0, 1]')
-  _positive('threshold', m.threshold)
-  _one_of('surrogate', m.surrogate, tuple(sorted(neurons.SURROGATES)))
-  if m.surrogate_alpha is not None:
-    _positive('surrogate_alpha', m.surrogate_alpha)
-  _one_of('encoding', m.encoding, network.ENCODINGS)
+  neurons.LIFParams(m.leak, m.threshold, neurons.make_surrogate(m.surrogate, m.surrogate_alpha))
   if (m.encoding == 'frames') != (kind == 'frames'):
     accepted = 'frames (the dataset is event frames)' if kind == 'frames' else (
         'poisson or direct (the dataset is static images)')
     raise ConfigError(f'encoding for {d.name}', m.encoding, accepted)
   _positive('rescale', m.rescale)
-  _one_of('schedule', m.schedule, network.SCHEDULES)
-  _one_of('sparse_conv', m.sparse_conv, network.SPARSE_CONV)
-  _one_of('lif_kernel', m.lif_kernel, network.LIF_KERNEL)
   if m.schedule == 'step' and m.norm not in norms.CAUSAL_NORMS:
     raise ConfigError(f'schedule for norm {m.norm}', m.schedule,
                       'layer (this norm pools statistics over time)')
   _int_at_least('unroll', m.unroll, 1)
   _one_of('dtype', m.dtype, DTYPES)
-  _one_of('synapse_precision', m.synapse_precision, SYNAPSE_PRECISIONS)
+  # auto and bfloat16 are resolved by model_kwargs into the network's precisions and dtype.
+  _one_of('synapse_precision', m.synapse_precision, ('auto',) + synapses.PRECISIONS + (
+      'bfloat16',))
   if m.dtype != 'float32' and m.synapse_precision not in ('auto', m.dtype):
     raise ConfigError(f'synapse_precision with dtype {m.dtype}', m.synapse_precision,
                       'auto (float32 and exact_bf16x3 are float32 synapses)')
-  _one_of('batch_stats', m.batch_stats, ('global', 'per_device'))
+  _one_of('batch_stats', m.batch_stats, BATCH_STATS)
   # Training.
   _int_at_least('epochs', t.epochs, 1)
   dev = f' divisible by the {num_devices} devices' if num_devices > 1 else ''
@@ -141,9 +124,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
   for what, b in (('batch size', t.batch_size), ('eval batch size', e.batch_size)):
     if b % num_devices:
       raise ConfigError(what, b, f'a multiple of the {num_devices} devices')
-  _one_of('optimizer', t.optimizer, OPTIMIZERS)
+  _one_of('optimizer', t.optimizer, optim.OPTIMIZERS)
   _positive('learning rate', t.learning_rate)
-  _one_of('lr schedule', t.lr_schedule, LR_SCHEDULES)
+  _one_of('lr schedule', t.lr_schedule, optim.LR_SCHEDULES)
   if any(not 0 < f <= 1 for f in t.lr_boundaries):
     raise ConfigError('lr boundaries', tuple(t.lr_boundaries), 'fractions in (0, 1]')
   _positive('lr decay', t.lr_decay)
@@ -389,6 +372,11 @@ def check_command_line(argv, default_path: str, flag: str = 'config') -> None:
   except Exception as e:  # pylint: disable=broad-except
     raise ConfigError('config file', path,
                       f'a file whose get_config() runs ({type(e).__name__}: {e})') from None
+  _check_override_keys(argv, config, flag)
+
+
+def _check_override_keys(argv, config: ml_collections.ConfigDict, flag: str = 'config') -> None:
+  """Each ``--config.KEY`` (``--noconfig.KEY``) of ``argv[1:]`` names a key of ``config``."""
   prefix = f'--{flag}.'
   for arg in argv[1:]:
     for p in (prefix, f'--no{flag}.'):
@@ -403,6 +391,31 @@ def check_command_line(argv, default_path: str, flag: str = 'config') -> None:
                     'no such key (free-form keys are set in a config file)')
             raise ConfigError('config key', key, f'{parent or "the config"} has {names}')
           node = node[part]
+
+
+def parse_overrides(args: Sequence[str], template: ml_collections.ConfigDict,
+                    flag: str = 'config') -> Dict[str, Any]:
+  """``--config.KEY=VALUE`` arguments parsed exactly as ``main`` parses them: by
+  ml_collections' ``config_flags`` on ``template``, each value by its field's type (bool,
+  int, float, str, tuple, ...). Returns ``{KEY: value}`` in the order given (the last of a
+  repeated key wins); ``template`` is not changed. An unknown key or a value its field's
+  type does not take is a one-line ``ConfigError``."""
+  # pylint: disable=g-import-not-at-top
+  from absl import flags
+  from ml_collections import config_flags
+  # pylint: enable=g-import-not-at-top
+  argv = ['overrides', *args]
+  _check_override_keys(argv, template, flag)
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_dict(flag, copy.deepcopy(template),
+                                  flag_values=values, lock_config=True, sys_argv=argv)
+  try:
+    values(argv)
+  except Exception as e:  # pylint: disable=broad-except
+    named = [a for a in args if a.split('=', 1)[0] in str(e)]
+    raise ConfigError('config override', named[-1] if named else ' '.join(args),
+                      f'a value of the field\'s type ({describe_flag_error(e)})') from None
+  return dict(config_flags.get_override_values(values[flag]))
 
 
 def describe_flag_error(error: Exception) -> str:

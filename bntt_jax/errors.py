@@ -3,7 +3,9 @@
 * :class:`ConfigError`: a value the run cannot accept (unknown model, missing
   data directory, T < 1, ...). ``main`` prints
   ``error: <what> <value> is not accepted: <accepted>`` and exits with code 2,
-  before anything is compiled.
+  before anything is compiled. The library's own checks of the values it takes
+  (:func:`check_one_of` and its kin) raise it too, and ``config_lib.validate`` calls those
+  checks: each value is checked in one place.
 * :class:`DataError`: a dataset that cannot be read as configured (e.g. a
   corrupt DVS recording with ``on_error='stop'``); one line naming the file,
   exit code 2.
@@ -18,6 +20,7 @@
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 
@@ -28,6 +31,28 @@ class ConfigError(ValueError):
     self.what, self.value, self.accepted = what, value, accepted
     shown = repr(value) if isinstance(value, str) else value
     super().__init__(f'{what} {shown} is not accepted: {accepted}')
+
+
+def check_one_of(what: str, value, accepted) -> None:
+  """The one check of a name among ``accepted``: ``ConfigError`` listing them."""
+  if value not in accepted:
+    raise ConfigError(what, value, f'one of {", ".join(str(a) for a in accepted)}')
+
+
+def check_int_at_least(what: str, value, low: int, extra: str = '') -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise ConfigError(what, value, f'an integer >= {low}{extra}')
+
+
+def is_number(value) -> bool:
+  """A finite int or float, not a bool."""
+  return (not isinstance(value, bool) and isinstance(value, (int, float))
+          and math.isfinite(value))
+
+
+def check_positive(what: str, value) -> None:
+  if not is_number(value) or not value > 0:
+    raise ConfigError(what, value, 'a number > 0')
 
 
 class DataError(ValueError):

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from bntt_jax import errors
 from bntt_jax import neurons as neurons_lib
+from bntt_jax import norms as norms_lib
 from bntt_jax.blocks import GLOBAL_POOL, LayerSpec
 from bntt_jax.network import SpikingNetwork
 
@@ -63,6 +65,16 @@ ARCHITECTURES = {
 }
 
 
+NEURONS = ('lif', 'relu')
+
+
+def check_arguments(arch: str, num_classes, neuron: str) -> None:
+  """The one check of a model's architecture, class count and neuron (``ConfigError``)."""
+  errors.check_one_of('model', arch, tuple(sorted(ARCHITECTURES)))
+  errors.check_int_at_least('num_classes', num_classes, 1)
+  errors.check_one_of('neuron', neuron, NEURONS)
+
+
 def create_model(arch: str, *, num_classes: int, num_steps: int, norm: str = 'bntt',
                  leak: float = 0.95, threshold: float = 1.0, surrogate: str = 'triangle',
                  surrogate_alpha: float | None = None, neuron: str = 'lif',
@@ -71,20 +83,14 @@ def create_model(arch: str, *, num_classes: int, num_steps: int, norm: str = 'bn
                  synapse_precision: str = 'float32', sparse_conv: str = 'auto',
                  lif_kernel: str = 'auto', norm_kwargs: dict | None = None,
                  arch_kwargs: dict | None = None, axis_name: str | None = None) -> SpikingNetwork:
-  """A network by architecture name; every argument is checked with a one-line error."""
-  if arch not in ARCHITECTURES:
-    raise ValueError(f'model {arch!r} is not one of {sorted(ARCHITECTURES)}')
-  if num_steps < 1:
-    raise ValueError(f'timesteps {num_steps} is not accepted: it must be >= 1')
-  if num_classes < 1:
-    raise ValueError(f'num_classes {num_classes} is not accepted: it must be >= 1')
-  if neuron == 'lif':
-    cell = neurons_lib.LIFParams(leak, threshold,
-                                 neurons_lib.make_surrogate(surrogate, surrogate_alpha))
-  elif neuron == 'relu':
-    cell = 'relu'
-  else:
-    raise ValueError(f"neuron {neuron!r} is not one of ['lif', 'relu']")
+  """A network by architecture name; every argument is checked with a one-line error
+  (``ConfigError``: here, by the neurons, the norms and :func:`network.check_settings`)."""
+  check_arguments(arch, num_classes, neuron)
+  norms_lib.check_norm(norm)
+  # LIF settings are checked for the ReLU twin too (one config carries both).
+  lif = neurons_lib.LIFParams(leak, threshold,
+                              neurons_lib.make_surrogate(surrogate, surrogate_alpha))
+  cell = lif if neuron == 'lif' else 'relu'
   nk = dict(norm_kwargs or {})
   if norm == 'tdbn':
     nk.setdefault('threshold', threshold)

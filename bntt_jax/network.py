@@ -33,6 +33,7 @@ import jax.numpy as jnp
 
 from bntt_jax import blocks as blocks_lib
 from bntt_jax import coding
+from bntt_jax import errors
 from bntt_jax import neurons as neurons_lib
 from bntt_jax import norms as norms_lib
 from bntt_jax import synapses
@@ -43,7 +44,6 @@ Array = jax.Array
 SCHEDULES = ('layer', 'step')
 ENCODINGS = ('poisson', 'direct', 'frames')
 SPARSE_CONV = ('auto', 'off')
-SYNAPSE_PRECISIONS = ('float32', 'exact_bf16x3')
 LIF_KERNEL = ('auto', 'off')
 
 
@@ -67,6 +67,18 @@ class SNNOutput:
   input_spikes: Array
   layer_names: Tuple[str, ...] = flax.struct.field(pytree_node=False, default=())
   neurons: Tuple[int, ...] = flax.struct.field(pytree_node=False, default=())
+
+
+def check_settings(*, num_steps, schedule: str, encoding: str, sparse_conv: str,
+                   lif_kernel: str, synapse_precision: str = 'float32') -> None:
+  """The one check of a network's settings (:class:`SpikingNetwork` calls it when built,
+  ``config_lib.validate`` for a config's): ``ConfigError`` naming the first bad one."""
+  errors.check_int_at_least('timesteps', num_steps, 1)
+  errors.check_one_of('schedule', schedule, SCHEDULES)
+  errors.check_one_of('encoding', encoding, ENCODINGS)
+  errors.check_one_of('sparse_conv', sparse_conv, SPARSE_CONV)
+  errors.check_one_of('lif_kernel', lif_kernel, LIF_KERNEL)
+  errors.check_one_of('synapse_precision', synapse_precision, synapses.PRECISIONS)
 
 
 def default_names(layers: Sequence[blocks_lib.LayerSpec]) -> Tuple[str, ...]:
@@ -126,20 +138,13 @@ class SpikingNetwork(nn.Module):
   lif_kernel: str = 'auto'
   axis_name: Optional[str] = None
 
+  def __post_init__(self):
+    check_settings(num_steps=self.num_steps, schedule=self.schedule, encoding=self.encoding,
+                   sparse_conv=self.sparse_conv, lif_kernel=self.lif_kernel,
+                   synapse_precision=self.synapse_precision)
+    super().__post_init__()
+
   def setup(self):
-    if self.schedule not in SCHEDULES:
-      raise ValueError(f'schedule {self.schedule!r} is not one of {SCHEDULES}')
-    if self.encoding not in ENCODINGS:
-      raise ValueError(f'encoding {self.encoding!r} is not one of {ENCODINGS}')
-    if self.num_steps < 1:
-      raise ValueError(f'num_steps {self.num_steps} is not accepted: it must be >= 1')
-    if self.sparse_conv not in SPARSE_CONV:
-      raise ValueError(f'sparse_conv {self.sparse_conv!r} is not one of {SPARSE_CONV}')
-    if self.lif_kernel not in LIF_KERNEL:
-      raise ValueError(f'lif_kernel {self.lif_kernel!r} is not one of {LIF_KERNEL}')
-    if self.synapse_precision not in SYNAPSE_PRECISIONS:
-      raise ValueError(f'synapse_precision {self.synapse_precision!r} is not one of '
-                       f'{SYNAPSE_PRECISIONS}')
     block = nn.remat(blocks_lib.SpikingBlock, static_argnums=(2,)) if (
         self.remat and self.schedule == 'layer') else blocks_lib.SpikingBlock
     names = default_names(self.layers)
@@ -218,9 +223,6 @@ class SpikingNetwork(nn.Module):
     if not 1 <= k <= self.num_steps:
       raise ValueError(f'num_steps {k} is not accepted: the network was built for '
                        f'1..{self.num_steps} steps')
-    if train and self.norm not in norms_lib.CAUSAL_NORMS and self.schedule == 'step':
-      raise ValueError(f'norm {self.norm!r} pools statistics over time and cannot be trained '
-                       'with the step schedule; use schedule=layer')
     key = self.make_rng('poisson') if self.encoding == 'poisson' else None
     step_shape = self.step_shape(x.shape[1:])
     names = default_names(self.layers)

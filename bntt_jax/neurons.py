@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bntt_jax import errors
 from bntt_jax import vma
 
 Array = jax.Array
@@ -43,8 +44,8 @@ class Surrogate:
   alpha: float = 0.3
 
   def __post_init__(self):
-    if self.name not in SURROGATES:
-      raise ValueError(f'surrogate {self.name!r} is not one of {sorted(SURROGATES)}')
+    errors.check_one_of('surrogate', self.name, tuple(sorted(SURROGATES)))
+    errors.check_positive('surrogate_alpha', self.alpha)
 
   def grad(self, x: Array) -> Array:
     return SURROGATES[self.name](x, self.alpha)
@@ -73,9 +74,10 @@ DEFAULT_ALPHA = {'triangle': 0.3, 'fast_sigmoid': 25.0, 'arctan': 2.0}
 
 def make_surrogate(name: str, alpha: Optional[float] = None) -> Surrogate:
   """A surrogate by name, with that surrogate's usual ``alpha`` when not given."""
-  if name not in SURROGATES:
-    raise ValueError(f'surrogate {name!r} is not one of {sorted(SURROGATES)}')
-  return Surrogate(name, DEFAULT_ALPHA[name] if alpha is None else float(alpha))
+  surrogate = Surrogate(name)   # checks the name
+  if alpha is None:
+    alpha = DEFAULT_ALPHA[name]
+  return dataclasses.replace(surrogate, alpha=float(alpha) if errors.is_number(alpha) else alpha)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
@@ -104,10 +106,9 @@ class LIFParams:
   surrogate: Surrogate = Surrogate()
 
   def __post_init__(self):
-    if not 0.0 < self.leak <= 1.0:
-      raise ValueError(f'leak {self.leak} is outside the accepted range (0, 1]')
-    if not self.threshold > 0.0:
-      raise ValueError(f'threshold {self.threshold} is not accepted: it must be > 0')
+    if not errors.is_number(self.leak) or not 0.0 < self.leak <= 1.0:
+      raise errors.ConfigError('leak', self.leak, 'a number in (0, 1]')
+    errors.check_positive('threshold', self.threshold)
 
 
 def lif_step(u: Array, current: Array, p: LIFParams) -> Tuple[Array, Array]:

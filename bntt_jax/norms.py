@@ -62,6 +62,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bntt_jax import errors
+
 Array = jax.Array
 
 EPSILON = 1e-4
@@ -381,13 +383,17 @@ NORMS = {'bntt': BNTT, 'bn': BN, 'tdbn': TDBN, 'tebn': TEBN, 'none': Identity}
 CAUSAL_NORMS = ('bntt', 'none')
 
 
+def check_norm(name: str) -> None:
+  """The one check of a norm's name (``ConfigError`` listing :data:`NORMS`)."""
+  errors.check_one_of('norm', name, tuple(sorted(NORMS)))
+
+
 def make_norm(name: str, num_steps: int, **kwargs) -> nn.Module:
   """A norm module by name; ``kwargs`` that the norm does not take are dropped.
 
   This lets one config carry e.g. ``threshold`` (used by tdbn only).
   """
-  if name not in NORMS:
-    raise ValueError(f'norm {name!r} is not one of {sorted(NORMS)}')
+  check_norm(name)
   cls = NORMS[name]
   fields = set(cls.__dataclass_fields__)
   return cls(num_steps=num_steps, **{k: v for k, v in kwargs.items() if k in fields})

@@ -22,6 +22,11 @@ from typing import Sequence, Tuple
 import jax.numpy as jnp
 import optax
 
+from bntt_jax import errors
+
+OPTIMIZERS = ('sgd', 'adam', 'adamw')
+LR_SCHEDULES = ('step', 'cosine', 'constant')
+
 
 def milestone_steps(epochs: int, steps_per_epoch: int,
                     fractions: Sequence[float] = (0.5, 0.7, 0.9)) -> Tuple[int, ...]:
@@ -44,6 +49,7 @@ def create_learning_rate_fn(*, base_lr: float, schedule: str, epochs: int, steps
 
   ``warmup_epochs > 0`` prepends a linear warmup from 0 (the reference has none).
   """
+  errors.check_one_of('lr schedule', schedule, LR_SCHEDULES)
   total = epochs * steps_per_epoch
   warmup = int(round(warmup_epochs * steps_per_epoch))
   if schedule == 'step':
@@ -54,10 +60,8 @@ def create_learning_rate_fn(*, base_lr: float, schedule: str, epochs: int, steps
       return base_lr * jnp.power(decay, passed)
   elif schedule == 'cosine':
     main = optax.cosine_decay_schedule(base_lr, max(total - warmup, 1))
-  elif schedule == 'constant':
-    main = optax.constant_schedule(base_lr)
   else:
-    raise ValueError(f'lr schedule {schedule!r} is not one of step, cosine, constant')
+    main = optax.constant_schedule(base_lr)
   if warmup <= 0:
     return main
   ramp = optax.linear_schedule(0.0, base_lr, warmup)
@@ -71,12 +75,11 @@ def create_optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, moment
                      b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
   """``sgd`` and ``adam``: decay added to the gradient (PyTorch's ``weight_decay``);
   ``adamw``: decoupled decay (PyTorch's ``AdamW``)."""
+  errors.check_one_of('optimizer', name, OPTIMIZERS)
   coupled = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
   if name == 'sgd':
     return optax.chain(*coupled, optax.sgd(learning_rate, momentum=momentum or None,
                                            nesterov=nesterov))
   if name == 'adam':
     return optax.chain(*coupled, optax.adam(learning_rate, b1=b1, b2=b2, eps=eps))
-  if name == 'adamw':
-    return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
-  raise ValueError(f'optimizer {name!r} is not one of sgd, adam, adamw')
+  return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)

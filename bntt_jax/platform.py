@@ -1,18 +1,16 @@
 """Backend settings that must be made before JAX starts its backend.
 
-XLA:CPU's default convolution (Eigen) reaches ~45 GFLOP/s on the VGG9 shapes
-on our 2-core test machines; routing dots and convolutions through YNNPACK
-(``--xla_cpu_experimental_ynn_fusion_type=dot``) reaches ~120-180 GFLOP/s
-with float32-accurate results (see README, Performance). The flag only
-affects the CPU backend; GPU and TPU runs ignore it.
+Routing XLA:CPU's dots and convolutions through YNNPACK
+(``--xla_cpu_experimental_ynn_fusion_type=dot``) runs the VGG9 shapes several times faster
+than its default (Eigen) convolution, with float32-accurate results (the figures: README,
+Performance). The flag only affects the CPU backend; GPU and TPU runs ignore it.
 
 XLA:CPU also allocates its multi-GB temporaries afresh at every execution;
 glibc serves them with ``mmap`` in 4 KiB pages and returns them with
-``munmap``, so every training step page-faults its working set back in
-(VGG9, batch 16: 1.8 GiB and 0.9 s of system time per step). With glibc's
-``glibc.malloc.hugetlb=1`` tunable those mappings use transparent huge pages
-(2 MiB): the faults drop 80-fold and a step takes 3.8 -> 3.6 s (batch 16),
-8.0 -> 7.1 s (batch 32). Tunables are read when a process starts, so
+``munmap``, so every training step page-faults its working set back in. With
+glibc's ``glibc.malloc.hugetlb=1`` tunable those mappings use transparent huge
+pages (2 MiB): far fewer faults and a faster step (the figures: README,
+Performance). Tunables are read when a process starts, so
 :func:`reexec_with_cpu_tunables` restarts the command line's process once
 with the setting (``BNTT_CPU_RUNTIME=default`` turns this off).
 """
@@ -21,6 +19,9 @@ from __future__ import annotations
 import os
 import sys
 
+from bntt_jax import errors
+
+MATMUL_PRECISIONS = ('default', 'high', 'highest', 'bfloat16', 'tensorfloat32', 'float32')
 CPU_FAST_FLAGS = ('--xla_cpu_experimental_ynn_fusion_type=dot',)
 
 
@@ -77,7 +78,5 @@ def set_matmul_precision(precision: str = 'highest') -> None:
   """Pin ``jax_default_matmul_precision`` (spikes flip on tiny differences near
   threshold, so the default configs use full float32: 'highest')."""
   import jax  # pylint: disable=g-import-not-at-top
-  accepted = ('default', 'high', 'highest', 'bfloat16', 'tensorfloat32', 'float32')
-  if precision not in accepted:
-    raise ValueError(f'matmul precision {precision!r} is not one of {accepted}')
+  errors.check_one_of('matmul precision', precision, MATMUL_PRECISIONS)
   jax.config.update('jax_default_matmul_precision', precision)

@@ -72,16 +72,20 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def data_parallel(fn: Callable, mesh: Mesh, sharded_args: Sequence[int] = (1,)) -> Callable:
+def data_parallel(fn: Callable, mesh: Mesh, sharded_args: Sequence[int] = (1,),
+                  sharded_out: bool = False) -> Callable:
   """``fn`` run per device under ``shard_map`` over ``mesh``'s ``data`` axis.
 
   The positional arguments in ``sharded_args`` are split along their leading
-  (batch) axis, the others and every output are replicated: ``fn`` must reduce
-  what it returns over ``DATA_AXIS`` itself (``jax.lax.psum``).
+  (batch) axis, the others are replicated. The outputs are replicated (``fn``
+  must reduce what it returns over ``DATA_AXIS`` itself, ``jax.lax.psum``), or
+  with ``sharded_out`` every output's leading axis is this device's examples
+  (per-example results, put together along the axis).
   """
   def wrapped(*args):
     specs = tuple(P(DATA_AXIS) if i in sharded_args else P() for i in range(len(args)))
-    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P())(*args)
+    out = P(DATA_AXIS) if sharded_out else P()
+    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=out)(*args)
   return wrapped
 
 

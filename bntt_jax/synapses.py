@@ -34,11 +34,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from bntt_jax import errors
 from bntt_jax import vma
 
 Array = jax.Array
 
-PRECISIONS = ('float32', 'exact_bf16x3', 'bfloat16')
+# What a synaptic op computes in (bfloat16 synapses are a dtype: the model's ``dtype``).
+PRECISIONS = ('float32', 'exact_bf16x3')
 
 # Input kinds (what a layer's input holds) and the narrowest dtype that holds them exactly.
 SPIKES = 'spikes'            # {0, 1}: a LIF layer's output
@@ -188,9 +190,7 @@ def synapse(x: Array, w: Array, *, kind: str, input_kind: str = REAL,
   Raises:
     ValueError: ``exact_bf16x3`` for an input bfloat16 does not hold exactly.
   """
-  if precision not in ('float32', 'exact_bf16x3'):
-    raise ValueError(f'synapse precision {precision!r} is not one of float32, exact_bf16x3 '
-                     '(bfloat16 synapses are a dtype: model.dtype)')
+  errors.check_one_of('synapse_precision', precision, PRECISIONS)
   narrow = exact_dtype(input_kind)
   if precision == 'exact_bf16x3' and narrow is None:
     raise ValueError(f'synapse precision exact_bf16x3 is not accepted for layer {layer!r}: its '

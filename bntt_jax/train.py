@@ -50,6 +50,7 @@ import optax
 from bntt_jax import checkpoint as checkpoint_lib
 from bntt_jax import config_lib
 from bntt_jax import data as data_lib
+from bntt_jax import evaluator
 from bntt_jax import metrics as metrics_lib
 from bntt_jax import network
 from bntt_jax import optim
@@ -218,21 +219,18 @@ def parallel_train_step(mesh: jax.sharding.Mesh, learning_rate_fn: optax.Schedul
 
 
 def parallel_eval_step(mesh: jax.sharding.Mesh, num_steps: Optional[int] = None) -> Callable:
-  """:func:`eval_step` data-parallel over ``mesh``, jitted: ``(state, global batch, key) -> sums``."""
-  step = functools.partial(eval_step, num_steps=num_steps, axis_name=sharding.DATA_AXIS)
-  return jax.jit(sharding.data_parallel(step, mesh, sharded_args=(1,)))
+  """:func:`eval_step` data-parallel over ``mesh``, jitted (:func:`evaluator.compile_step`):
+  ``(state, global batch, key) -> sums``."""
+  return evaluator.compile_step(eval_step, mesh, num_steps=num_steps,
+                                axis_name=sharding.DATA_AXIS)
 
 
 def evaluate(eval_fn: Callable, state: TrainState, split: data_lib.Split, key: Array, *,
              global_batch: int, mean, std, mesh, neurons) -> Dict[str, Any]:
-  """Accuracy (fractions), loss and spike rates over every example of ``split``."""
-  totals = None
-  for local in pipeline.eval_batches(split.x, split.y, global_batch=global_batch, mean=mean,
-                                     std=std, process_index=jax.process_index(),
-                                     process_count=jax.process_count()):
-    sums = eval_fn(state, sharding.global_batch(local, mesh), key)
-    totals = sums if totals is None else jax.tree_util.tree_map(jnp.add, totals, sums)
-  totals = jax.device_get(totals)
+  """Accuracy (fractions), loss and spike rates over every example of ``split``
+  (:func:`evaluator.sums` of ``eval_fn``, a :func:`parallel_eval_step`)."""
+  totals = evaluator.sums(eval_fn, state, split.x, split.y, key, global_batch=global_batch,
+                          mesh=mesh, mean=mean, std=std)
   n = float(totals['count'])
   rate, per_layer = metrics_lib.spike_rates(totals['spikes'], neurons, n)
   return {'accuracy': float(totals['correct']) / n, 'top5_accuracy': float(totals['correct_topk']) / n,

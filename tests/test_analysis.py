@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bntt_jax import blocks, models, network, neurons
+from bntt_jax import blocks, evaluator, models, network, neurons, sharding
 from bntt_jax.analysis import early_exit, energy, evaluation, pipeline, report, robustness
 
 NO_ROBUSTNESS = dict(noise_sigmas=(), fgsm_epsilons=(), pgd_epsilons=())
@@ -114,17 +114,34 @@ def test_first_layer_does_macs_on_real_valued_input():
   assert rep['energy']['snn_pj'] == pytest.approx([12 * 3 * 4.6, 6 * (4 / 3) * 0.9])
 
 
-def test_map_batches_pads_without_dropping_or_double_counting():
-  x = np.arange(10.0)
+def test_the_evaluator_pads_without_dropping_or_double_counting():
+  """10 examples in batches of 4: three calls of one shape (one compilation); the per-example
+  outputs are the 10 examples in order, the masked sums count each once and no padded row."""
+  x = np.arange(10.0).reshape(10, 1)
+  y = np.arange(10, dtype=np.int32) + 1
+  mesh = sharding.create_mesh()
   seen = []
 
-  def fn(xb, ids):
-    seen.append(len(xb))
-    return {'x': xb, 'ids': ids}
-  out = evaluation.map_batches(fn, (x,), 4)
-  assert seen == [4, 4, 4]   # one shape for every call: one compilation
-  np.testing.assert_array_equal(out['x'], x)
+  def rows(_, batch):
+    seen.append(batch['image'].shape[0])   # at tracing: the one batch shape
+    return {'x': batch['image'][:, 0], 'ids': batch['index'], 'label': batch['label']}
+
+  def totals(_, batch):
+    m = batch['mask']
+    return jax.lax.psum({'count': m.sum(), 'labels': (batch['label'] * m).sum(),
+                         'unmasked': jnp.float32(batch['label'].shape[0])}, sharding.DATA_AXIS)
+
+  calls = []
+  step = evaluator.compile_step(rows, mesh, per_example_out=True)
+  out = evaluator.per_example(lambda *a: calls.append(1) or step(*a), None, x, y,
+                              batch_size=4, mesh=mesh)
+  assert seen == [4] and len(calls) == 3
+  np.testing.assert_array_equal(out['x'], x[:, 0])
   np.testing.assert_array_equal(out['ids'], np.arange(10))
+  np.testing.assert_array_equal(out['label'], y)
+  s = evaluator.sums(evaluator.compile_step(totals, mesh), None, x, y, global_batch=4,
+                     mesh=mesh)
+  assert (s['count'], s['labels'], s['unmasked']) == (10, y.sum(), 12)   # 2 padded rows
 
 
 def _tiny(num_steps, norm='bntt'):
@@ -292,7 +309,8 @@ def test_settings_reject_unknown_keys_and_bad_rules():
     pipeline.Settings.from_dict({'fgsm_eps': [0.1]})
   s = pipeline.Settings.from_dict({'fgsm_epsilons': [0.1, 0.2]})
   assert s.fgsm_epsilons == (0.1, 0.2)
-  with pytest.raises(ValueError, match="dynamic_rule 'entropy' is not one of"):
+  with pytest.raises(ValueError,
+                     match="dynamic_rule 'entropy' is not accepted: one of max_prob, margin"):
     pipeline.Settings(dynamic_rule='entropy')
 
 

@@ -5,7 +5,7 @@ import os
 import ml_collections
 import pytest
 
-from bntt_jax import config_lib, default_config
+from bntt_jax import config_lib, default_config, models, network, neurons, norms, optim
 from bntt_jax.errors import ConfigError
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), '..', 'configs', '*.py')))
@@ -77,6 +77,41 @@ def test_validate_names_the_bad_value(changes, message):
   with pytest.raises(ConfigError) as e:
     config_lib.validate(_bad(**changes))
   assert str(e.value).startswith(message) and '\n' not in str(e.value)
+
+
+@pytest.mark.parametrize('key,argument,bad', [
+    ('arch', 'arch', 'resnet'), ('timesteps', 'num_steps', 0), ('norm', 'norm', 'batchnorm'),
+    ('neuron', 'neuron', 'tanh'), ('leak', 'leak', 1.5), ('threshold', 'threshold', 0.0),
+    ('surrogate', 'surrogate', 'relu'), ('surrogate_alpha', 'surrogate_alpha', -1.0),
+    ('encoding', 'encoding', 'rate'), ('schedule', 'schedule', 'time'),
+    ('sparse_conv', 'sparse_conv', 'on'), ('lif_kernel', 'lif_kernel', 'on'),
+])
+def test_the_config_and_the_library_refuse_a_value_with_one_check(key, argument, bad):
+  """Each value is checked once, by the library; validate calls that check: the same line."""
+  config = default_config.get_config()
+  config.model[key] = bad
+  with pytest.raises(ConfigError) as from_config:
+    config_lib.validate(config)
+  kwargs = dict(arch='smallnet', num_classes=10, num_steps=2)
+  kwargs[argument] = bad
+  with pytest.raises(ConfigError) as from_library:
+    models.create_model(**kwargs)
+  assert str(from_config.value) == str(from_library.value)
+  assert repr(bad) in str(from_config.value) or str(bad) in str(from_config.value)
+
+
+def test_the_accepted_sets_are_the_librarys():
+  config = default_config.get_config()
+  for key, accepted in (('norm', sorted(norms.NORMS)), ('surrogate', sorted(neurons.SURROGATES)),
+                        ('schedule', network.SCHEDULES), ('arch', sorted(models.ARCHITECTURES))):
+    bad = default_config.get_config()
+    bad.model[key] = 'nope'
+    with pytest.raises(ConfigError) as e:
+      config_lib.validate(bad)
+    assert str(e.value).endswith(f'one of {", ".join(accepted)}'), str(e.value)
+  config.train.optimizer = 'nope'
+  with pytest.raises(ConfigError, match=f'one of {", ".join(optim.OPTIMIZERS)}$'):
+    config_lib.validate(config)
 
 
 def test_validate_rejects_unknown_keys_and_batches_that_do_not_split():
@@ -188,3 +223,40 @@ def test_config_record_keeps_every_config_with_the_step_it_took_effect():
 def json_roundtrip(config):
   import json  # pylint: disable=g-import-not-at-top
   return json.loads(json.dumps(config.to_dict()))
+
+
+# Values whose meaning the two command lines used to differ on: analyze read them with
+# ast.literal_eval (a quoted string lost its quotes, 1 stayed an int in a float field, an int
+# in a bool field was refused), main with ml_collections' flag parsers.
+OVERRIDES = ['--config.model.leak=1', '--config.model.norm=none', "--config.data.name='digits'",
+             '--config.model.remat=1', '--noconfig.data.download', '--config.analysis.pgd_steps=20',
+             '--config.analysis.fgsm_epsilons=(0.1, 0.2)', '--config.data.mean=0.5',
+             '--config.analysis.noise_sigmas=()', '--config.eval.timesteps=4',
+             '--config.analysis.pgd_random_start', '--config.model.surrogate_alpha=2']
+
+
+def _as_main_parses(argv):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from bntt_jax import main  # pylint: disable=g-import-not-at-top
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', main.DEFAULT_CONFIG, flag_values=values,
+                                  lock_config=True, sys_argv=argv)
+  values(argv)
+  return values.config
+
+
+@pytest.mark.parametrize('override', OVERRIDES)
+def test_main_and_analyze_read_an_override_the_same(override):
+  from bntt_jax import analyze  # pylint: disable=g-import-not-at-top
+  from bntt_jax.analysis import runs  # pylint: disable=g-import-not-at-top
+  trained = _as_main_parses(['main', override])
+  # analyze: the same argument, applied to a run's saved config as config.json holds it.
+  saved = ml_collections.ConfigDict(config_lib._plain(default_config.get_config()))
+  _, overrides = analyze.split_overrides(['analyze', '--workdir=w', override])
+  analysed = runs.apply_overrides(saved, overrides)
+  key = override.split('=', 1)[0].split('config.', 1)[1]
+  a, b = config_lib._flat(config_lib._plain(trained)), config_lib._flat(config_lib._plain(analysed))
+  assert a[key] == b[key] and type(a[key]) is type(b[key]), (a[key], b[key])
+  assert a[key] != config_lib._flat(config_lib._plain(default_config.get_config()))[key]
+  assert a == b

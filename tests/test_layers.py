@@ -23,7 +23,7 @@ LAYERS = [
     ('network', ['network']),
     ('models', ['models']),
     ('the parts of a run', ['data', 'checkpoint', 'metrics', 'sharding', 'optim',
-                            'preemption', 'runlock', 'config_lib', 'run_lib']),
+                            'preemption', 'runlock', 'config_lib', 'run_lib', 'evaluator']),
     ('training and analysis', ['train', 'analysis']),
     ('command lines', ['main', 'analyze', 'plan']),
 ]

@@ -152,11 +152,11 @@ def test_dvsnet_and_smallnet_shapes():
 
 
 def test_model_rejects_bad_arguments():
-  with pytest.raises(ValueError, match="model 'vgg99' is not one of"):
+  with pytest.raises(ValueError, match="model 'vgg99' is not accepted: one of dvsnet, smallnet"):
     models.create_model('vgg99', num_classes=10, num_steps=2)
   with pytest.raises(ValueError, match='timesteps 0 is not accepted'):
     models.vgg9(num_steps=0)
-  with pytest.raises(ValueError, match='leak 0.0 is outside'):
+  with pytest.raises(ValueError, match=r'leak 0.0 is not accepted: a number in \(0, 1\]'):
     models.vgg9(num_steps=2, leak=0.0)
 
 

@@ -211,5 +211,6 @@ def test_stat_groups_compute_per_group_statistics():
 
 
 def test_make_norm_rejects_unknown_name():
-  with pytest.raises(ValueError, match="norm 'foo' is not one of"):
+  with pytest.raises(ValueError,
+                     match="norm 'foo' is not accepted: one of bn, bntt, none, tdbn, tebn"):
     norms.make_norm('foo', 3)

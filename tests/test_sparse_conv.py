@@ -107,7 +107,7 @@ def test_fallback_when_unavailable_is_xla_convolution(monkeypatch):
 
 
 def test_bad_sparse_conv_setting_is_one_line_error():
-  with pytest.raises(ValueError, match="sparse_conv 'yes' is not one of"):
+  with pytest.raises(ValueError, match="sparse_conv 'yes' is not accepted: one of auto, off"):
     _net('yes').init({'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(1)},
                      jnp.zeros((1, 8, 8, 3)), train=False)
 

@@ -29,9 +29,15 @@ from typing import Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from bntt_jax import errors
 from bntt_jax import network as network_lib
 
 RULES = ('max_prob', 'margin')
+
+
+def check_rule(rule: str) -> None:
+  """The one check of a dynamic-exit confidence rule (``ConfigError`` listing :data:`RULES`)."""
+  errors.check_one_of('dynamic_rule', rule, RULES)
 
 EXIT_RULE = ('exit_step = max(1, t0), t0 = min{t in 0..T: mean gamma[s] < threshold for all '
              's >= t} (mean over BNTT layers of the mean over channels of gamma[t]); T when '

@@ -1,67 +1,32 @@
-"""One evaluation pass over a data set, in fixed-size batches, per example.
+"""One evaluation pass over a data set, per example, through :mod:`bntt_jax.evaluator`.
 
 Every analysis reads its numbers from per-example arrays, so nothing depends
-on the batch size: the data are cut into batches of one size (one compiled
-function), the last batch is padded, and the padded rows are cut off before
-anything is reduced (nothing dropped, nothing counted twice). Poisson draws
-use the global example index as the example id, so an example gets the same
-spikes whatever batch it falls in, and every evaluation that passes the same
-key (clean, noisy, attacked) sees the same draws.
+on the batch size or the device count: the evaluator cuts the data into
+global batches of one size (one compiled function), pads the last one, shards
+each over the mesh and cuts the padded rows off before anything is reduced
+(nothing dropped, nothing counted twice). Poisson draws use the global
+example index as the example id, so an example gets the same spikes whatever
+batch or device it falls on, and every evaluation that passes the same key
+(clean, noisy, attacked) sees the same draws.
 
 Evaluation mode throughout (``train=False``: running statistics).
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-from typing import Callable, Mapping, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bntt_jax import evaluator
 from bntt_jax import network as network_lib
+from bntt_jax import sharding
 from bntt_jax.analysis import early_exit
 
 Array = jax.Array
-
-
-def map_batches(fn: Callable, arrays: Tuple[np.ndarray, ...], batch_size: int,
-                batch_axis_out: int = 0):
-  """Run ``fn(*batch_arrays, ids) -> pytree`` over batches; concatenate the outputs.
-
-  Args:
-    fn: takes each of ``arrays`` cut to ``[batch, ...]`` and ``ids [batch]``
-      (global example indices, padded rows get ``N..``) and returns a pytree of
-      arrays whose axis ``batch_axis_out`` is the batch.
-    arrays: arrays with the same leading length ``N``.
-    batch_size: rows per call; the last batch is padded by repeating row 0.
-
-  Returns:
-    The pytree with the outputs of all batches concatenated and cut to ``N``.
-  """
-  n = len(arrays[0])
-  if n == 0:
-    raise ValueError('no examples to evaluate')
-  b = min(int(batch_size), n)
-  nb = math.ceil(n / b)
-  outs = []
-  for i in range(nb):
-    lo, hi = i * b, min((i + 1) * b, n)
-    pad = b - (hi - lo)
-    batch = []
-    for a in arrays:
-      chunk = np.asarray(a[lo:hi])
-      if pad:
-        chunk = np.concatenate([chunk, np.repeat(np.asarray(a[:1]), pad, axis=0)])
-      batch.append(chunk)
-    ids = np.arange(lo, lo + b, dtype=np.uint32)
-    outs.append(jax.device_get(fn(*batch, ids)))
-  cat = lambda *xs: np.concatenate(xs, axis=batch_axis_out)
-  full = jax.tree_util.tree_map(cat, *outs)
-  cut = lambda x: np.take(x, np.arange(n), axis=batch_axis_out)
-  return jax.tree_util.tree_map(cut, full)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +59,7 @@ class PassResult:
     return float((self.predictions[-1] == self.labels).mean())
 
   def confidence(self, rule: str) -> np.ndarray:
-    if rule not in early_exit.RULES:
-      raise ValueError(f'confidence rule {rule!r} is not one of {list(early_exit.RULES)}')
+    early_exit.check_rule(rule)
     return self.max_prob if rule == 'max_prob' else self.margin
 
 
@@ -106,14 +70,11 @@ def forward(model: network_lib.SpikingNetwork, variables: Mapping, x: Array, ids
   return model.apply(variables, x, train=False, rngs={'poisson': key}, example_ids=ids)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def eval_batch(model: network_lib.SpikingNetwork, variables: Mapping, x: Array, ids: Array,
-               key: Array) -> dict:
-  """Per-example outputs of one batch (see :class:`PassResult`; batch axis last).
-
-  Jitted with the model static: equal models share the compiled function.
-  """
-  out = forward(model, variables, x, ids, key)
+def pass_outputs(variables: Mapping, batch: Mapping[str, Array], key: Array, *,
+                 model: network_lib.SpikingNetwork) -> dict:
+  """Per-example outputs of one batch (see :class:`PassResult`; batch axis first): the
+  per-batch function of :func:`evaluation_pass` (:mod:`bntt_jax.evaluator`)."""
+  out = forward(model, variables, batch['image'], batch['index'], key)
   k = out.readout.shape[0]
   steps = jnp.arange(1, k + 1, dtype=out.readout.dtype).reshape(-1, 1, 1)
   running = jnp.cumsum(out.readout, axis=0) / steps
@@ -121,31 +82,40 @@ def eval_batch(model: network_lib.SpikingNetwork, variables: Mapping, x: Array, 
   running = running.at[-1].set(out.logits)
   top = jax.lax.top_k(running, min(2, running.shape[-1]))[0]
   return {
-      'predictions': jnp.argmax(running, axis=-1).astype(jnp.int32),
-      'max_prob': jnp.max(jax.nn.softmax(running, axis=-1), axis=-1),
-      'margin': top[..., 0] - top[..., -1],
-      'spikes': jnp.stack(out.spikes),
-      'input_spikes': out.input_spikes,
+      'predictions': jnp.argmax(running, axis=-1).astype(jnp.int32).T,
+      'max_prob': jnp.max(jax.nn.softmax(running, axis=-1), axis=-1).T,
+      'margin': (top[..., 0] - top[..., -1]).T,
+      'spikes': jnp.moveaxis(jnp.stack(out.spikes), -1, 0),
+      'input_spikes': out.input_spikes.T,
   }
 
 
 def evaluation_pass(model: network_lib.SpikingNetwork, variables: Mapping, images: np.ndarray,
-                    labels: np.ndarray, *, key: Array, batch_size: int) -> PassResult:
+                    labels: np.ndarray, *, key: Array, batch_size: int,
+                    mean: Optional[Sequence[float]] = None,
+                    std: Optional[Sequence[float]] = None,
+                    mesh: Optional[jax.sharding.Mesh] = None) -> PassResult:
   """Run all ``T`` steps on every example; see :class:`PassResult`.
 
   Args:
-    images: ``[N, ...]`` model inputs (normalised pixels, or ``[N, T_in, ...]`` frames).
+    images: ``[N, ...]``: ``uint8`` pixels normalised with ``mean``/``std`` as the batches
+      are built, or model inputs as they are (``mean=None``: normalised pixels, or
+      ``[N, T_in, ...]`` frames).
     labels: ``[N]`` int.
     key: the Poisson key (draws depend on it and the example index only).
+    batch_size: examples per global batch (rounded up to a multiple of the devices).
+    mesh: the devices the batches are split over (default: all of them).
   """
+  mesh = mesh or sharding.create_mesh()
   step_shape = model.step_shape(np.shape(images)[1:])
-  # Every output has the batch as its last axis.
-  outs = map_batches(lambda x, ids: eval_batch(model, variables, x, ids, key), (images,),
-                     batch_size, batch_axis_out=-1)
+  step = evaluator.compile_step(pass_outputs, mesh, per_example_out=True, model=model)
+  outs = evaluator.per_example(step, variables, images, labels, key, batch_size=batch_size,
+                               mesh=mesh, mean=mean, std=std)
+  last = lambda a: np.moveaxis(a, 0, -1)   # the batch as the last axis
   return PassResult(
-      predictions=outs['predictions'], max_prob=outs['max_prob'], margin=outs['margin'],
-      spikes=outs['spikes'], input_spikes=outs['input_spikes'],
+      predictions=last(outs['predictions']), max_prob=last(outs['max_prob']),
+      margin=last(outs['margin']), spikes=last(outs['spikes']),
+      input_spikes=last(outs['input_spikes']),
       labels=np.asarray(labels), layer_names=network_lib.default_names(model.layers),
       neurons=tuple(math.prod(s) for s in model.neuron_shapes(step_shape)),
       input_elements=math.prod(step_shape))
-

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Mapping, Optional, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
 
 from bntt_jax import default_config
 from bntt_jax import network as network_lib
+from bntt_jax import sharding
 from bntt_jax.analysis import early_exit
 from bntt_jax.analysis import energy
 from bntt_jax.analysis import evaluation
@@ -65,8 +66,7 @@ class Settings:
   robustness_examples: int = _DEFAULTS['robustness_examples']
 
   def __post_init__(self):
-    if self.dynamic_rule not in early_exit.RULES:
-      raise ValueError(f'dynamic_rule {self.dynamic_rule!r} is not one of {early_exit.RULES}')
+    early_exit.check_rule(self.dynamic_rule)
     if self.truenorth_reference and len(self.truenorth_reference) != 2:
       raise ValueError(f'truenorth_reference {self.truenorth_reference} is not (#spikes, T)')
     if self.pgd_steps < 1:
@@ -110,22 +110,27 @@ def describe_model(model: network_lib.SpikingNetwork) -> dict:
 def analyze(model: network_lib.SpikingNetwork, variables: Mapping, images: np.ndarray,
             labels: np.ndarray, *, key: Array, batch_size: int = 256,
             space: Optional[robustness.InputSpace] = None,
-            settings: Settings = Settings(), name: str = '') -> dict:
+            settings: Settings = Settings(), name: str = '',
+            mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
+            mesh: Optional[jax.sharding.Mesh] = None) -> dict:
   """Spike rates, energy, early exit and robustness of a trained network.
 
   Args:
     model: the network; an ANN twin (``neuron = relu``) gets accuracy, ANN
       energy and robustness, and ``None`` for spike rates and SNN energy.
     variables: ``{'params', 'batch_stats'}``.
-    images: ``[N, ...]`` model inputs (normalised pixels; ``[N, T_in, ...]`` frames).
+    images: ``[N, ...]``: ``uint8`` pixels, normalised with ``mean``/``std`` as the
+      evaluator builds each batch (:mod:`bntt_jax.evaluator`), or model inputs as they
+      are (``mean=None``: normalised pixels; ``[N, T_in, ...]`` frames).
     labels: ``[N]`` int.
     key: the Poisson key of every evaluation (clean, noisy, attacked); noise
       and PGD start keys are folded from it.
-    batch_size: examples per compiled call (the last batch is padded).
+    batch_size: examples per global batch (the last batch is padded).
     space: what the inputs are in pixel units (noise and attack units); None:
       ``InputSpace.model_units()`` (the model input's units, nothing clipped).
     settings: see :class:`Settings`.
     name: a label for side-by-side reports.
+    mesh: the devices every evaluation is split over (default: all of them).
 
   Returns:
     A JSON-able dict with keys ``name``, ``model``, ``accuracy``,
@@ -137,8 +142,9 @@ def analyze(model: network_lib.SpikingNetwork, variables: Mapping, images: np.nd
   timing = {}
   start = time.perf_counter()
   t0 = time.perf_counter()
+  mesh = mesh or sharding.create_mesh()
   res = evaluation.evaluation_pass(model, variables, images, labels, key=key,
-                                   batch_size=batch_size)
+                                   batch_size=batch_size, mean=mean, std=std, mesh=mesh)
   timing['evaluation_pass'] = time.perf_counter() - t0
   is_snn = model.neuron != 'relu'
   steps = model.num_steps
@@ -170,7 +176,7 @@ def analyze(model: network_lib.SpikingNetwork, variables: Mapping, images: np.nd
       noise_sigmas=settings.noise_sigmas, fgsm_epsilons=settings.fgsm_epsilons,
       pgd_epsilons=settings.pgd_epsilons, pgd_steps=settings.pgd_steps,
       pgd_step_ratio=settings.pgd_step_ratio, pgd_random_start=settings.pgd_random_start,
-      clean_correct=res.predictions[-1][:n] == labels[:n])
+      clean_correct=res.predictions[-1][:n] == labels[:n], mean=mean, std=std, mesh=mesh)
   timing['robustness'] = time.perf_counter() - t0
   timing['total'] = time.perf_counter() - start
 

@@ -28,7 +28,6 @@ that computes the gradient) or the final point is misclassified.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Mapping, Optional, Sequence, Tuple
 
 import jax
@@ -36,7 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bntt_jax import evaluator
 from bntt_jax import network as network_lib
+from bntt_jax import sharding
+from bntt_jax import vma
 from bntt_jax.analysis import evaluation
 
 Array = jax.Array
@@ -148,7 +150,9 @@ def pgd(model, variables, x, labels, ids, key, epsilon, space: InputSpace, *, st
     broken = broken | (jnp.argmax(logits, -1) != labels)
     return _project(v + step_ratio * radius * jnp.sign(g), x, radius, lo, hi), broken
 
-  v, broken = jax.lax.fori_loop(0, steps, body, (v, jnp.zeros(labels.shape, bool)))
+  # Typed like the labels: per device inside the evaluator's shard_map.
+  none_broken = vma.like_inputs(jnp.zeros(labels.shape, bool), labels)
+  v, broken = jax.lax.fori_loop(0, steps, body, (v, none_broken))
   final = evaluation.forward(model, variables, v, ids, key).logits
   return v, broken | (jnp.argmax(final, -1) != labels)
 
@@ -168,28 +172,28 @@ def _correct(model, variables, x, y, ids, key):
   return jnp.argmax(evaluation.forward(model, variables, x, ids, key).logits, -1) == y
 
 
-_STATIC = ('model', 'space')
+# The per-batch functions of the report (:mod:`bntt_jax.evaluator`): ``(variables, batch,
+# key, ...)`` -> per-example results, ``batch`` a share of {image, label, index, mask}.
 
-
-@functools.partial(jax.jit, static_argnames=_STATIC)
-def correct_clean(model, variables, x, y, ids, key, *, space: InputSpace) -> Array:
+def correct_clean(variables, batch, key, *, model, space: InputSpace) -> Array:
   """``[B]`` correct on the clean input (``space`` unused; one signature for all four)."""
   del space
-  return _correct(model, variables, x, y, ids, key)
+  return _correct(model, variables, batch['image'], batch['label'], batch['index'], key)
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC)
-def correct_noisy(model, variables, x, y, ids, key, sigma, noise_key, *,
+def correct_noisy(variables, batch, key, sigma, noise_key, *, model,
                   space: InputSpace) -> Array:
   """``[B]`` correct under Gaussian noise of ``sigma`` pixel units."""
-  return _correct(model, variables, gaussian_noise(x, ids, noise_key, sigma, space), y, ids, key)
+  x, ids = batch['image'], batch['index']
+  return _correct(model, variables, gaussian_noise(x, ids, noise_key, sigma, space),
+                  batch['label'], ids, key)
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC)
-def correct_fgsm(model, variables, x, y, ids, key, epsilons, *,
+def correct_fgsm(variables, batch, key, epsilons, *, model,
                  space: InputSpace) -> Tuple[Array, Array]:
   """``([B, E]`` correct under FGSM of each of ``epsilons [E]``, ``[B]`` input
   gradient non-zero); the gradient, which no epsilon changes, is taken once."""
+  x, y, ids = batch['image'], batch['label'], batch['index']
   g = input_gradient(model, variables, x, y, ids, key)
   nonzero = jnp.any(g.reshape(g.shape[0], -1) != 0, axis=1)
   ok = jax.lax.map(
@@ -197,12 +201,11 @@ def correct_fgsm(model, variables, x, y, ids, key, epsilons, *,
   return ok.T, nonzero
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC + ('steps', 'step_ratio'))
-def correct_pgd(model, variables, x, y, ids, key, epsilon, start_key, *, space: InputSpace,
+def correct_pgd(variables, batch, key, epsilon, start_key, *, model, space: InputSpace,
                 steps: int, step_ratio: float) -> Array:
   """``[B]`` not broken by PGD of ``epsilon`` (see :func:`pgd`)."""
-  _, broken = pgd(model, variables, x, y, ids, key, epsilon, space, steps=steps,
-                  step_ratio=step_ratio, start_key=start_key)
+  _, broken = pgd(model, variables, batch['image'], batch['label'], batch['index'], key,
+                  epsilon, space, steps=steps, step_ratio=step_ratio, start_key=start_key)
   return ~broken
 
 
@@ -212,11 +215,15 @@ def robustness_report(model: network_lib.SpikingNetwork, variables: Mapping,
                       fgsm_epsilons: Sequence[float] = (), pgd_epsilons: Sequence[float] = (),
                       pgd_steps: int = 10, pgd_step_ratio: float = 0.25,
                       pgd_random_start: bool = False,
-                      clean_correct: Optional[np.ndarray] = None) -> dict:
+                      clean_correct: Optional[np.ndarray] = None,
+                      mean: Optional[Sequence[float]] = None,
+                      std: Optional[Sequence[float]] = None,
+                      mesh: Optional[jax.sharding.Mesh] = None) -> dict:
   """The report's ``robustness`` section: accuracy under noise and attacks.
 
   Args:
-    images, labels: ``[N, ...]`` model inputs and ``[N]`` labels.
+    images, labels: ``[N, ...]`` images and ``[N]`` labels; the images are normalised
+      with ``mean``/``std`` as the batches are built (``None``: model inputs as they are).
     key: the Poisson key of every evaluation and gradient.
     space: pixel units (see :class:`InputSpace`).
     noise_sigmas / fgsm_epsilons / pgd_epsilons: pixel units.
@@ -224,12 +231,16 @@ def robustness_report(model: network_lib.SpikingNetwork, variables: Mapping,
     pgd_random_start: start PGD at a uniform point in the ball.
     clean_correct: ``[N]`` clean correctness under ``key`` if already known
       (an evaluation pass with the same key and example ids), else evaluated here.
+    mesh: the devices the batches are split over (default: all of them).
   """
+  mesh = mesh or sharding.create_mesh()
+
   def run(fn, *args, **static):
-    # Per-example outputs over every batch; ``args`` follow (x, y, ids, key).
-    return evaluation.map_batches(
-        lambda x, y, ids: fn(model, variables, x, y, ids, key, *args, space=space, **static),
-        (images, labels), batch_size)
+    # Per-example outputs over every batch (bntt_jax.evaluator); ``args`` follow the key.
+    step = evaluator.compile_step(fn, mesh, per_example_out=True, model=model, space=space,
+                                  **static)
+    return evaluator.per_example(step, variables, images, labels, key, *args,
+                                 batch_size=batch_size, mesh=mesh, mean=mean, std=std)
 
   # The noise and the PGD starts draw from keys of their own, derived from ``key``.
   noise_key = jax.random.fold_in(key, 1)

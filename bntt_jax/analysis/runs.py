@@ -1,15 +1,14 @@
 """Restoring finished runs and analysing them (the library behind ``bntt_jax.analyze``).
 
 ``restore(workdir, overrides)`` rebuilds a run's model from its saved config
-(with ``path=value`` overrides), loads its newest checkpoint and its test
-split normalised as training evaluates it; ``analyze_run`` runs
+(with ``path=value`` overrides, parsed as ``main`` parses ``--config.path=value``),
+loads its newest checkpoint and its test split with the normalisation training used; ``analyze_run`` runs
 :func:`bntt_jax.analysis.analyze` on it with the config's ``analysis``
 settings and the run's own first evaluation key, so the clean accuracy
 equals the run's last per-epoch test accuracy; ``run_all`` writes the reports.
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import os
 from typing import List, Sequence
@@ -26,30 +25,18 @@ def analysis_config() -> ml_collections.ConfigDict:
   return default_config.get_config().analysis
 
 
-def _parse_value(text: str, current):
-  try:
-    value = ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    value = text   # a bare string
-  if isinstance(current, bool):
-    if isinstance(value, str) and value.lower() in ('true', 'false'):
-      return value.lower() == 'true'
-  if isinstance(current, (list, tuple)):
-    value = value if isinstance(value, (list, tuple)) else (value,)
-    return type(current)(value)
-  if isinstance(current, str) and not isinstance(value, str):
-    return text
-  return value
-
-
 def apply_overrides(config: ml_collections.ConfigDict,
                     overrides: Sequence[str]) -> ml_collections.ConfigDict:
-  """Set ``path=value`` fields (values as Python literals, bare strings allowed).
+  """Set ``path=value`` fields, each value parsed as ``main`` parses ``--config.path=value``
+  (:func:`bntt_jax.config_lib.parse_overrides`: ml_collections' config_flags, by the type
+  of the field in the config schema, ``default_config``).
 
-  The path must exist; the value must fit the field's type (ConfigDict checks).
+  The path must exist in the run's config; the value must fit the field's type.
   """
-  for item in overrides:
-    path, _, text = item.partition('=')
+  from bntt_jax import config_lib  # pylint: disable=g-import-not-at-top
+  values = config_lib.parse_overrides([f'--config.{o}' for o in overrides],
+                                      default_config.get_config())
+  for path, value in values.items():
     *parents, leaf = path.split('.')
     node = config
     for p in parents:
@@ -60,9 +47,10 @@ def apply_overrides(config: ml_collections.ConfigDict,
       raise ConfigError('config key', path, f'one of {", ".join(sorted(node.keys()))}'
                         if isinstance(node, ml_collections.ConfigDict) else 'a config field')
     try:
-      node[leaf] = _parse_value(text, node[leaf])
+      node[leaf] = value
     except TypeError as e:
-      raise ConfigError('config value', item, f'a value of the field\'s type ({e})') from e
+      raise ConfigError('config value', f'{path}={value}',
+                        f'a value of the field\'s type ({e})') from e
   return config
 
 
@@ -73,9 +61,11 @@ class Run:
   config: ml_collections.ConfigDict
   model: object
   variables: dict
-  images: object     # [N, ...] normalised model inputs
+  images: object     # [N, ...] the test split as stored (uint8 pixels, or frames)
   labels: object     # [N]
   space: object      # analysis.InputSpace
+  mean: object = None   # the normalisation training used (None: frames, as they are)
+  std: object = None
 
 
 def restore(workdir: str, overrides: Sequence[str]) -> Run:
@@ -83,12 +73,12 @@ def restore(workdir: str, overrides: Sequence[str]) -> Run:
 
   ``run_lib.load_run(workdir) -> (config, {'params', 'batch_stats'})`` restores
   the saved config and the newest checkpoint; the model is rebuilt from the
-  overridden config and the test split normalised as training evaluates it.
+  overridden config; the test split is kept as stored, with the normalisation training
+  used, which the evaluator applies as it builds each batch (as training's evaluation).
   """
   # pylint: disable=g-import-not-at-top
   from bntt_jax import config_lib
   from bntt_jax.analysis import robustness
-  from bntt_jax.data import augment
   from bntt_jax.run_lib import load_data, load_run
   # pylint: enable=g-import-not-at-top
   config, variables = load_run(workdir)
@@ -103,9 +93,8 @@ def restore(workdir: str, overrides: Sequence[str]) -> Run:
     space = robustness.InputSpace.model_units()
   else:
     space = robustness.InputSpace(tuple(mean), tuple(std))
-  images = augment.normalize(ds.test.x, mean, std)
-  return Run(os.path.basename(os.path.normpath(workdir)), config, model, variables, images,
-             ds.test.y, space)
+  return Run(os.path.basename(os.path.normpath(workdir)), config, model, variables, ds.test.x,
+             ds.test.y, space, mean, std)
 
 
 def analyze_run(run: Run) -> dict:
@@ -123,7 +112,8 @@ def analyze_run(run: Run) -> dict:
   return analysis.analyze(run.model, run.variables, run.images, run.labels,
                           key=run_lib.eval_keys(run.config.seed, 1)[0],
                           batch_size=run.config.eval.batch_size,
-                          space=run.space, settings=settings, name=run.name)
+                          space=run.space, settings=settings, name=run.name,
+                          mean=run.mean, std=run.std)
 
 
 def run_all(workdirs: Sequence[str], overrides: Sequence[str], outdir: str | None = None,

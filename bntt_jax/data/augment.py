@@ -1,9 +1,8 @@
 """Vectorised numpy augmentation of uint8 image batches ``[B, H, W, C]``.
 
 Random crop with zero padding and horizontal flip are one fancy-indexing
-gather per batch (no Python loop over examples): ~10x faster than per-image
-``np.pad`` + slicing, and well over 2,000 CIFAR images/s on one core
-(``experiments/input_pipeline.py``).
+gather per batch (no Python loop over examples), much faster than per-image
+``np.pad`` + slicing (README, Performance: ``experiments/input_pipeline.py``'s figures).
 """
 from __future__ import annotations
 
@@ -46,9 +45,11 @@ def crop_flip(images: np.ndarray, oy: np.ndarray, ox: np.ndarray, flip: np.ndarr
 
 def normalize(images: np.ndarray, mean: Optional[Sequence[float]],
               std: Optional[Sequence[float]]) -> np.ndarray:
-  """``uint8 [..., C]`` -> ``float32 (x / 255 - mean) / std``; ``mean=None``: float32 as is."""
+  """``uint8 [..., C]`` -> ``float32 (x / 255 - mean) / std``; ``mean=None``: the values as
+  they are (model inputs; float32 unless already floating point)."""
   if mean is None:
-    return np.asarray(images, np.float32)
+    images = np.asarray(images)
+    return images if np.issubdtype(images.dtype, np.floating) else images.astype(np.float32)
   mean = np.asarray(mean, np.float32)
   std = np.asarray(std, np.float32)
   scale = 1.0 / (255.0 * std)

@@ -25,6 +25,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
+from bntt_jax import errors
 from bntt_jax.data import augment as augment_lib
 
 Batch = Dict[str, np.ndarray]
@@ -64,8 +65,7 @@ class TrainPipeline:
                augment: str = 'none', crop_padding: int = 4,
                mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
                process_index: int = 0, process_count: int = 1):
-    if augment not in AUGMENTATIONS:
-      raise ValueError(f'augmentation {augment!r} is not one of {AUGMENTATIONS}')
+    errors.check_one_of('augmentation', augment, AUGMENTATIONS)
     if augment != 'none' and x.ndim != 4:
       raise ValueError(f'augmentation {augment!r} needs images [N, H, W, C], not {x.shape}')
     if len(y) < global_batch:

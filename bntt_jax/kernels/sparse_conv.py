@@ -1,13 +1,12 @@
 """Event-driven 3x3 convolutions for XLA:CPU: forward and weight gradient from the input's nonzeros.
 
-A convolution whose input is spikes (0/1, ~20-30 % ones in VGG9) does most of its dense work on
+A convolution whose input is spikes (0/1, mostly zeros) does most of its dense work on
 zeros. ``conv3x3(x, w)`` is a 'SAME', stride-1 convolution of ``x [N, H, W, C]`` with
 ``w [3, 3, C, D]`` that computes its forward and its weight gradient in C++ (AVX-512,
 ``sparse_conv.cc``) from each input pixel's nonzero channels, and its input gradient
 with XLA's dense convolution (the output gradient is dense). It is exact for any input, in the
 float32 arithmetic of a different summation order, and deterministic; only its speed depends on
-the sparsity (README, Performance: at VGG9's 22-26 % the forward and the weight gradient take
-about half the dense convolution's time).
+the sparsity (README, Performance, gives VGG9's sparsity and the kernels' times).
 
 The kernels are compiled on first use (:mod:`bntt_jax.kernels.build`). :func:`available` says
 whether that worked (Linux, a CPU with AVX-512, a compiler, a single CPU device: an FFI call has
