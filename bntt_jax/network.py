@@ -109,9 +109,10 @@ class SpikingNetwork(nn.Module):
       input is exact in bfloat16 (spikes, pooled spikes: :meth:`input_kinds`) as
       three bf16 products with float32 accumulation, the others in float32
       (:mod:`bntt_jax.synapses`). Ignored where ``dtype`` sets a low precision.
-    sparse_conv: ``auto``: a 3x3 convolution whose input is an unpooled
-      spiking layer's output runs event-driven where it can
-      (:mod:`bntt_jax.kernels.sparse_conv`); ``off``: XLA's convolutions only.
+    sparse_conv: ``auto``: a 3x3 convolution whose input is a spiking layer's
+      output runs event-driven where it can (:mod:`bntt_jax.kernels.sparse_conv`;
+      of pooled spikes, where fewer than half are nonzero); ``off``: XLA's
+      convolutions only.
     lif_kernel: ``auto``: a LIF layer of the ``layer`` schedule (float32
       membranes, any synapse dtype) runs its recurrence in one CPU kernel per
       pass where it can (:mod:`bntt_jax.kernels.lif`); ``off``: ``lax.scan``.
@@ -153,7 +154,7 @@ class SpikingNetwork(nn.Module):
     self.blocks = [
         block(spec, self.num_steps, self.norm, self.norm_kwargs, self.neuron, self.dtype,
               input_kind=kind, synapse_precision=precision(kind),
-              sparse_conv=kind == synapses.SPIKES and self.sparse_conv == 'auto',
+              sparse_conv=synapses.is_spikes(kind) and self.sparse_conv == 'auto',
               lif_kernel=self.lif_kernel == 'auto', axis_name=self.axis_name, name=name)
         for spec, name, kind in zip(self.layers, names, kinds)]
     self.fc_out = blocks_lib.Synapse('dense', self.num_classes, dtype=self.dtype,
@@ -196,9 +197,9 @@ class SpikingNetwork(nn.Module):
     return tuple(kinds)
 
   def spike_inputs(self) -> Tuple[bool, ...]:
-    """Per hidden layer, whether its input is spikes: the unpooled output of a spiking layer
-    (where ``sparse_conv='auto'`` makes a 3x3 convolution event-driven)."""
-    return tuple(k == synapses.SPIKES for k in self.input_kinds()[:-1])
+    """Per hidden layer, whether its input is a spiking layer's output, pooled or not (where
+    ``sparse_conv='auto'`` makes a 3x3 convolution event-driven)."""
+    return tuple(synapses.is_spikes(k) for k in self.input_kinds()[:-1])
 
   def neuron_shapes(self, step_input_shape: Tuple[int, ...]) -> Tuple[Tuple[int, ...], ...]:
     """Per hidden layer, the neuron shape of one example, from one step's input shape."""

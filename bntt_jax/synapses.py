@@ -53,6 +53,11 @@ def pooled(window_elements: int) -> str:
   return f'pooled/{int(window_elements)}'
 
 
+def is_spikes(kind: str) -> bool:
+  """Whether input ``kind`` is a spiking layer's output: its spikes, or their average."""
+  return kind == SPIKES or kind.startswith('pooled/')
+
+
 def exact_dtype(kind: str) -> Optional[jnp.dtype]:
   """The narrowest dtype that holds every value of input ``kind`` exactly (None: float32).
 

@@ -1,29 +1,49 @@
-"""Training-step throughput of VGG9 (CIFAR-10 shape), ours beside snnTorch's.
+"""Training-step throughput of VGG9 (CIFAR-10 shape), ours beside PyTorch peers'.
 
-    python experiments/benchmark.py --batch=16,32 --timesteps=25 --peer \
+    python experiments/benchmark.py --batch=16,32 --timesteps=25 \
+        --spike-rate=untrained,0.1,0.05,0.02 \
+        --peer=snntorch,multistep-eager,multistep-compile,spikingjelly \
         --peer-python=/tmp/peer/bin/python
 
 Each configuration runs in a fresh process (so peak memory is its own) and
 prints one JSON line: ``impl``, ``batch``, ``timesteps``, ``schedule``,
 ``precision``, ``remat``, ``step_s`` (mean of ``--steps`` timed steps after
-one warm-up, as the peer measures), ``img_per_s``, ``peak_mem_mb`` (the process's peak resident set
+one warm-up, as the peers measure), ``img_per_s``, ``peak_mem_mb`` (the process's peak resident set
 on CPU, the device's peak bytes in use on GPU/TPU), ``model_gflop_per_img``
 (S7-style count: 2 FLOP per MAC, forward x 3 for a training step),
 ``achieved_gflops``, ``matmul_peak_gflops`` (a 4096^2 f32 matmul measured on
-the same device) and its fraction. With ``--peer`` the snnTorch model of
-``experiments/peer_snntorch.py`` is run the same way in its own process
-(``--peer-python`` must have torch and snntorch), before ours, and a ratio line
-follows (:func:`ratio_record`); ``--repeats=N`` alternates peer and ours N
-times and the ratio line compares medians, so that a slow spell of a shared
-machine does not decide the comparison. The peer
-runs in float32 (TF32 off on GPU) beside our float32 rows and under
-``torch.autocast(bfloat16)`` beside our bfloat16 rows (``peer_precision``).
-Both run with glibc's huge-page tunable, as ``python -m bntt_jax.main`` does
-(:mod:`bntt_jax.platform`).
+the same device) and its fraction, and the spike rates measured in the timed
+steps (``spike_rate_per_layer``: each hidden layer's fraction of neurons firing
+per step, the mean over the timed steps; ``spike_rate_timed_range``: the least
+and most of any layer in any timed step).
+
+Peers (``--peer=``, :data:`PEERS`; ``--peer`` alone is snntorch), each in its own
+process with ``--peer-python`` (torch, snntorch, spikingjelly installed):
+``snntorch`` (``peer_snntorch.py``: the whole network once per time step),
+``multistep-eager`` and ``multistep-compile`` (``peer_multistep.py``: every
+synaptic op once over all ``T * B`` samples, eager or under ``torch.compile``),
+``spikingjelly`` (SpikingJelly's multi-step modules). ``--repeats=N`` runs all
+peers, then ours, N times in alternation; one ratio line per peer compares the
+medians (:func:`ratio_record`), and a last line the strongest peer's
+(:func:`strongest_record`), so that a slow spell of a shared machine does not
+decide the comparison. The peers run in float32 (TF32 off on GPU) beside our
+float32 rows and under ``torch.autocast(bfloat16)`` beside our bfloat16 rows
+(``peer_precision``). All run with glibc's huge-page tunable, as ``python -m
+bntt_jax.main`` does (:mod:`bntt_jax.platform`).
+
+Spike rates (``--spike-rate``): an untrained VGG9 fires at 20-26 % per step;
+a trained BNTT network at a few percent, where the event-driven convolutions
+have less to do and the dense peers the same. For each rate R, one child
+process finds per hidden layer the BNTT scale (every step's gamma) at which
+that layer fires at R (:func:`calibrate_gammas`, printed as a ``calibration``
+line); ours and every peer then start from those gammas (peers: argument
+``gamma=...``, ``peer_rates.py``), each with its own weights from the same
+distributions. Ours reports the rates of its timed steps, each peer those of
+one untimed pass after its timed steps.
 
 A training step here is what ``bntt_jax.train`` does: forward, backward,
 SGD-momentum update, running-statistics update, on random inputs uniform in
-[-1, 1] (the peer's input), random labels.
+[-1, 1] (the peers' input), random labels.
 """
 from __future__ import annotations
 
@@ -72,28 +92,89 @@ def _matmul_peak_gflops(dtype) -> float:
   return 2 * n**3 / best / 1e9
 
 
+def layer_rates(out) -> "jax.Array":
+  """Per hidden layer, the fraction of its neurons that fired per step (``[L]``), from a
+  forward pass's :class:`bntt_jax.network.SNNOutput`."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  return jnp.stack([s.sum() / (n * s.size) for s, n in zip(out.spikes, out.neurons)])
+
+
+def with_gammas(params, names, gammas):
+  """``params`` with every step's BNTT scale of hidden layer ``names[l]`` set to ``gammas[l]``."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  params = dict(params)
+  for i, name in enumerate(names):
+    scale = params[name]['norm_layer']['scale']
+    params[name] = {**params[name],
+                    'norm_layer': {**params[name]['norm_layer'],
+                                   'scale': jnp.full_like(scale, gammas[i])}}
+  return params
+
+
+def calibrate_gammas(model, variables, x, key, target: float, iters: int = 16):
+  """Per hidden layer, the BNTT scale at which that layer fires at about ``target`` per step.
+
+  The benchmark's network is untrained, so it fires at its initial rate (22-26 % per step in
+  VGG9 with every gamma 1). A trained BNTT network fires far less; to time that regime, every
+  step's gamma of a layer is set to one value per layer. Because the norm divides out the scale
+  of the layer's input, a layer's rate depends on its own gamma (and only weakly on the layers
+  below, through the shape of its input's distribution), and it grows with it: the gammas are
+  found together by bisection on ``log gamma`` in [ln 1e-3, ln 4], ``iters`` forward passes
+  in training mode (batch statistics, as the timed steps use them) on the benchmark's batch.
+
+  Returns ``(gammas [L], rates [L])``: numpy arrays, the rates measured at those gammas.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from bntt_jax import network  # pylint: disable=g-import-not-at-top
+  names = network.default_names(model.layers)
+
+  @jax.jit
+  def rates_at(log_gamma):
+    params = with_gammas(variables['params'], names, jnp.exp(log_gamma))
+    out, _ = model.apply({'params': params, 'batch_stats': variables['batch_stats']}, x,
+                         train=True, rngs={'poisson': key}, mutable=['batch_stats'])
+    return layer_rates(out)
+
+  lo = np.full(len(names), np.log(1e-3))
+  hi = np.full(len(names), np.log(4.0))
+  for _ in range(iters):
+    mid = (lo + hi) / 2
+    low = np.asarray(rates_at(mid)) < target
+    lo, hi = np.where(low, mid, lo), np.where(low, hi, mid)
+  log_gamma = (lo + hi) / 2
+  return np.exp(log_gamma), np.asarray(rates_at(log_gamma))
+
+
 def build_train_step(batch: int, timesteps: int, schedule: str, precision: str, remat: bool,
-                     sparse_conv: str = 'auto', lif_kernel: str = 'auto'):
+                     sparse_conv: str = 'auto', lif_kernel: str = 'auto', gammas=None):
   """The benchmark's jitted training step, its first state and the model: ``(step, state,
-  model)``, ``step(state, key) -> (state, loss)`` (state donated). Call after
+  model)``, ``step(state, key) -> (state, {'loss', 'rates' [L]})`` (state donated; ``rates``
+  as :func:`layer_rates`, of this step's forward pass). ``gammas``: per hidden layer, the
+  BNTT scale of every step (:func:`calibrate_gammas`); default the initial 1. Call after
   ``platform.configure_xla()``."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
-  from bntt_jax import models, optim, platform  # pylint: disable=g-import-not-at-top
+  from bntt_jax import models, network, optim, platform  # pylint: disable=g-import-not-at-top
   platform.set_matmul_precision('highest' if precision == 'float32' else 'default')
 
   dtype = {'float32': None, 'bfloat16': jnp.bfloat16}[precision]
   model = models.vgg9(num_steps=timesteps, schedule=schedule, dtype=dtype, remat=remat,
                       sparse_conv=sparse_conv, lif_kernel=lif_kernel)
-  rng = np.random.RandomState(0)
-  x = jnp.asarray(rng.uniform(-1, 1, (batch, 32, 32, 3)).astype(np.float32))
-  y = jnp.asarray(rng.randint(0, 10, batch))
+  x, y = benchmark_batch(batch)
   variables = jax.jit(lambda k: model.init({'params': k, 'poisson': k}, x, train=False))(
       jax.random.PRNGKey(0))
+  params = variables['params']
+  if gammas is not None:
+    names = network.default_names(model.layers)
+    if len(gammas) != len(names):
+      raise ValueError(f'gammas: {len(gammas)} values for {len(names)} hidden layers')
+    params = with_gammas(params, names, gammas)
   tx = optim.create_optimizer('sgd', 0.1, momentum=0.9, weight_decay=1e-4)   # as train uses it
-  state = (variables['params'], variables['batch_stats'], tx.init(variables['params']))
+  state = (params, variables['batch_stats'], tx.init(params))
 
   def train_step(state, key):
     params, stats, opt = state
@@ -102,18 +183,47 @@ def build_train_step(batch: int, timesteps: int, schedule: str, precision: str, 
       out, upd = model.apply({'params': p, 'batch_stats': stats}, x, train=True,
                              rngs={'poisson': key}, mutable=['batch_stats'])
       loss = optax.softmax_cross_entropy_with_integer_labels(out.logits, y).mean()
-      return loss, upd['batch_stats']
+      return loss, (upd['batch_stats'], layer_rates(out))
 
-    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (loss, (stats, rates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt = tx.update(grads, opt, params)
-    return (optax.apply_updates(params, updates), stats, opt), loss
+    return (optax.apply_updates(params, updates), stats, opt), {'loss': loss, 'rates': rates}
 
   return jax.jit(train_step, donate_argnums=0), state, model
 
 
+def benchmark_batch(batch: int):
+  """The fixed batch every step trains on: inputs uniform in [-1, 1] (the peers'), labels."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(0)
+  return (jnp.asarray(rng.uniform(-1, 1, (batch, 32, 32, 3)).astype(np.float32)),
+          jnp.asarray(rng.randint(0, 10, batch)))
+
+
+def run_calibration(batch: int, timesteps: int, target: float) -> dict:
+  """The gammas at which VGG9 fires at about ``target`` per step (:func:`calibrate_gammas`),
+  in this process: ``{'gamma': [L], 'calibrated_rates': [L], ...}``."""
+  from bntt_jax import platform  # pylint: disable=g-import-not-at-top
+  platform.configure_xla()
+  import jax  # pylint: disable=g-import-not-at-top
+  from bntt_jax import models, network  # pylint: disable=g-import-not-at-top
+  t0 = time.perf_counter()
+  model = models.vgg9(num_steps=timesteps)
+  x, _ = benchmark_batch(batch)
+  variables = jax.jit(lambda k: model.init({'params': k, 'poisson': k}, x, train=False))(
+      jax.random.PRNGKey(0))
+  gammas, rates = calibrate_gammas(model, variables, x, jax.random.PRNGKey(1), target)
+  return {'calibration': True, 'batch': batch, 'timesteps': timesteps, 'target_rate': target,
+          'layers': list(network.default_names(model.layers)),
+          'gamma': [float(f'{g:.6g}') for g in gammas],
+          'calibrated_rates': [round(float(r), 4) for r in rates],
+          'calibrate_s': round(time.perf_counter() - t0, 1)}
+
+
 def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: bool,
              steps: int, matmul_peak: bool, sparse_conv: str = 'auto',
-             lif_kernel: str = 'auto') -> dict:
+             lif_kernel: str = 'auto', gammas=None) -> dict:
   """One configuration, in this process. Returns the JSON record."""
   from bntt_jax import platform  # pylint: disable=g-import-not-at-top
   platform.configure_xla()
@@ -123,18 +233,20 @@ def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: b
 
   from bntt_jax import config_lib  # pylint: disable=g-import-not-at-top
   step, state, model = build_train_step(batch, timesteps, schedule, precision, remat,
-                                        sparse_conv, lif_kernel)
+                                        sparse_conv, lif_kernel, gammas)
   t0 = time.perf_counter()
-  state, loss = step(state, jax.random.PRNGKey(1))
-  loss.block_until_ready()
+  state, aux = step(state, jax.random.PRNGKey(1))
+  aux['loss'].block_until_ready()
   compile_s = time.perf_counter() - t0
-  times = []
+  times, rates = [], []
   for i in range(steps):
     t = time.perf_counter()
-    state, loss = step(state, jax.random.PRNGKey(2 + i))
-    loss.block_until_ready()
+    state, aux = step(state, jax.random.PRNGKey(2 + i))
+    aux['loss'].block_until_ready()
     times.append(time.perf_counter() - t)
+    rates.append(np.asarray(aux['rates']))
   step_s = float(np.mean(times))   # the peer reports the mean too
+  rates = np.stack(rates)          # [steps, L]: each timed step's per-layer rate
   gflop = 3 * 2 * vgg9_forward_macs_per_step() * timesteps / 1e9
   rec = {
       'impl': 'bntt_jax', 'backend': jax.devices()[0].platform,
@@ -144,10 +256,16 @@ def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: b
       **config_lib.kernels_in_use(model),
       'step_s': round(step_s, 4), 'step_s_min': round(min(times), 4),
       'img_per_s': round(batch / step_s, 2), 'peak_mem_mb': _peak_mem_mb(),
-      'compile_s': round(compile_s, 1), 'loss': round(float(loss), 4),
+      'compile_s': round(compile_s, 1), 'loss': round(float(aux['loss']), 4),
       'model_gflop_per_img': round(gflop, 2),
       'achieved_gflops': round(gflop * batch / step_s, 1),
+      # Measured in the timed steps: per layer, the mean over them, and the least and most
+      # that any layer fired in any of them.
+      'spike_rate_per_layer': [round(float(r), 4) for r in rates.mean(0)],
+      'spike_rate_timed_range': [round(float(rates.min()), 4), round(float(rates.max()), 4)],
   }
+  if gammas is not None:
+    rec['gamma'] = [float(g) for g in gammas]
   if matmul_peak:
     peak = _matmul_peak_gflops(jnp.float32 if precision == 'float32' else jnp.bfloat16)
     rec['matmul_peak_gflops'] = round(peak, 1)
@@ -165,8 +283,30 @@ def _subprocess_json(cmd: list[str], env=None) -> dict | None:
   return None
 
 
+# The peers: name -> (script in experiments/, its mode argument or None). Each prints one JSON
+# line whose "peer" names the implementation that ran.
+PEERS = {
+    'snntorch': ('peer_snntorch.py', None),               # the whole network once per step
+    'multistep-eager': ('peer_multistep.py', 'eager'),    # time-batched PyTorch, eager
+    'multistep-compile': ('peer_multistep.py', 'compile'),  # the same under torch.compile
+    'spikingjelly': ('peer_multistep.py', 'sj'),          # SpikingJelly's multi-step modules
+}
+
+
+def peer_command(python: str, peer: str, batch, timesteps, steps, precision: str,
+                 gammas=None) -> list:
+  """The command line that runs ``peer`` (a :data:`PEERS` name) once."""
+  script, mode = PEERS[peer]
+  cmd = [python, os.path.join(HERE, script), str(batch), str(timesteps), str(steps), precision]
+  if mode:
+    cmd.append(mode)
+  if gammas is not None:
+    cmd.append('gamma=' + ','.join(f'{g:.6g}' for g in gammas))
+  return cmd
+
+
 def ratio_record(ours: list, peers: list, **labels) -> dict:
-  """The line comparing our runs of one configuration with the peer's.
+  """The line comparing our runs of one configuration with one peer's.
 
   ``ours[i]`` and ``peers[i]`` are repeat ``i``'s records (None where that run failed).
   Throughput: the ratio of the two medians, and each repeat's own ratio (ours / the peer run
@@ -188,6 +328,41 @@ def ratio_record(ours: list, peers: list, **labels) -> dict:
   }
 
 
+def strongest_record(ratios: list) -> dict | None:
+  """Of the ratio lines of one configuration (one per peer), the one against the peer with
+  the highest median throughput, marked ``strongest``."""
+  ratios = [r for r in ratios if r]
+  if not ratios:
+    return None
+  best = max(ratios, key=lambda r: r['peer_img_per_s'])
+  return dict(best, ratio=best['ratio'] + ' (strongest)', strongest=best['ratio'].split('/')[1],
+              peers_compared=[r['ratio'].split('/')[1] for r in ratios])
+
+
+def emit(rec) -> None:
+  """Print a record as one JSON line (nothing for a failed run's None)."""
+  if rec is not None:
+    print(json.dumps(rec), flush=True)
+
+
+def _rates(text: str) -> list:
+  """``--spike-rate`` -> [None (untrained), or a target in (0, 0.5)]."""
+  out = []
+  for v in (v for v in text.split(',') if v):
+    if v == 'untrained':
+      out.append(None)
+      continue
+    try:
+      r = float(v)
+    except ValueError:
+      r = float('nan')
+    if not 0 < r < 0.5:
+      raise ValueError(f'spike rate {v!r} is not accepted: give "untrained" or a fraction of '
+                       'neurons firing per step in (0, 0.5), e.g. 0.05')
+    out.append(r)
+  return out
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--batch', default='16', help='comma-separated batch sizes')
@@ -199,22 +374,34 @@ def main(argv=None) -> int:
                  help='comma-separated: auto (event-driven convolutions where possible), off')
   p.add_argument('--lif-kernel', default='auto',
                  help='comma-separated: auto (the layer schedule\'s LIF in one CPU kernel), off')
+  p.add_argument('--spike-rate', default='untrained',
+                 help='comma-separated: untrained (every gamma 1), or a fraction of neurons '
+                 'firing per step in every hidden layer (e.g. 0.1,0.05,0.02; calibrate_gammas)')
   p.add_argument('--steps', type=int, default=3, help='timed steps after one warm-up')
   p.add_argument('--repeats', type=int, default=1,
-                 help='runs of each configuration, alternating with the peer\'s')
-  p.add_argument('--peer', action='store_true', help='also run the snnTorch peer')
+                 help='runs of each configuration, alternating with the peers\'')
+  p.add_argument('--peer', nargs='?', const='snntorch', default='',
+                 help=f'comma-separated peers to run too: {", ".join(PEERS)} '
+                 '(--peer alone: snntorch)')
   p.add_argument('--peer-python', default=sys.executable,
-                 help='python with torch and snntorch for the peer')
+                 help='python with torch (and snntorch, spikingjelly) for the peers')
   p.add_argument('--no-matmul-peak', action='store_true')
-  p.add_argument('--one', action='store_true', help=argparse.SUPPRESS)   # child mode
+  p.add_argument('--one', action='store_true', help=argparse.SUPPRESS)        # child mode
+  p.add_argument('--calibrate', type=float, help=argparse.SUPPRESS)           # child mode
+  p.add_argument('--gamma', default='', help=argparse.SUPPRESS)               # child mode
   args = p.parse_args(argv)
   if args.repeats < 1:
     p.error(f'--repeats={args.repeats}: must be at least 1')
 
+  if args.calibrate is not None:   # the gammas of one rate, in this process
+    print(json.dumps(run_calibration(int(args.batch), int(args.timesteps), args.calibrate)),
+          flush=True)
+    return 0
   if args.one:   # one configuration in this process
+    gammas = [float(g) for g in args.gamma.split(',')] if args.gamma else None
     rec = run_ours(int(args.batch), int(args.timesteps), args.schedule, args.precision,
                    args.remat == 'true', args.steps, not args.no_matmul_peak, args.sparse_conv,
-                   args.lif_kernel)
+                   args.lif_kernel, gammas)
     print(json.dumps(rec), flush=True)
     return 0
 
@@ -222,50 +409,69 @@ def main(argv=None) -> int:
   for name, values, accepted in (('schedule', args.schedule, ('layer', 'step')),
                                  ('precision', args.precision, ('float32', 'bfloat16')),
                                  ('sparse-conv', args.sparse_conv, ('auto', 'off')),
-                                 ('lif-kernel', args.lif_kernel, ('auto', 'off'))):
+                                 ('lif-kernel', args.lif_kernel, ('auto', 'off')),
+                                 ('peer', args.peer, tuple(PEERS))):
     for v in split(values):
       if v not in accepted:
         p.error(f'{name} {v!r} is not one of {", ".join(accepted)}')
+  try:
+    rates = _rates(args.spike_rate)
+  except ValueError as e:
+    p.error(str(e))
+  peers = split(args.peer)
   sys.path.insert(0, ROOT)
   from bntt_jax import platform  # pylint: disable=g-import-not-at-top
   # Our runs get the huge-page tunable that `python -m bntt_jax.main` uses (bntt_jax.platform).
   env = platform.cpu_tunables_env(
       dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', '')))
+  me = [sys.executable, os.path.abspath(__file__)]
   configs = [(s, r, c, k) for s in split(args.schedule) for r in split(args.remat)
              for c in split(args.sparse_conv) for k in split(args.lif_kernel)]
   for b in split(args.batch):
     for t in split(args.timesteps):
-      for prec in split(args.precision):
-        # Ours and the peer alternate, repeat after repeat, so that a slow spell of the
-        # machine falls on both; the ratio line compares their medians.
-        peers, ours = [], {c: [] for c in configs}
-        for _ in range(args.repeats):
-          if args.peer:
-            # The peer runs with the same environment (huge-page tunable included), in float32
-            # (TF32 off) for our float32 rows and under torch.autocast for our bfloat16 rows.
-            peer = _subprocess_json([args.peer_python, os.path.join(HERE, 'peer_snntorch.py'),
-                                     b, t, str(args.steps), prec], env)
-            peers.append(peer)
-            if peer:
-              print(json.dumps(peer), flush=True)
-          for sched, remat, sparse, lif in configs:
-            cmd = [sys.executable, os.path.abspath(__file__), '--one', f'--batch={b}',
-                   f'--timesteps={t}', f'--schedule={sched}', f'--precision={prec}',
-                   f'--remat={remat}', f'--sparse-conv={sparse}', f'--lif-kernel={lif}',
-                   f'--steps={args.steps}']
-            if args.no_matmul_peak:
-              cmd.append('--no-matmul-peak')
-            rec = _subprocess_json(cmd, env)
-            ours[sched, remat, sparse, lif].append(rec)
-            if rec is not None:
-              print(json.dumps(rec), flush=True)
-        for (sched, remat, sparse, lif), recs in ours.items():
-          if any(recs) and any(peers):
-            print(json.dumps(ratio_record(recs, peers, batch=int(b), timesteps=int(t),
-                                          schedule=sched, precision=prec,
-                                          remat=remat == 'true', sparse_conv=sparse,
-                                          lif_kernel=lif)),
-                  flush=True)
+      for rate in rates:
+        gammas = None
+        if rate is not None:   # one set of gammas for ours and every peer at this rate
+          cal = _subprocess_json(me + [f'--calibrate={rate}', f'--batch={b}',
+                                       f'--timesteps={t}'], env)
+          if cal is None:
+            continue
+          emit(cal)
+          gammas = cal['gamma']
+        gamma_arg = ['--gamma=' + ','.join(map(str, gammas))] if gammas else []
+        labels = {'spike_rate': 'untrained' if rate is None else rate}
+        for prec in split(args.precision):
+          # The peers and ours alternate, repeat after repeat, so that a slow spell of the
+          # machine falls on all; the ratio lines compare their medians.
+          peer_recs, ours = {q: [] for q in peers}, {c: [] for c in configs}
+          for _ in range(args.repeats):
+            for q in peers:
+              # Same environment (huge-page tunable included); float32 (TF32 off) for our
+              # float32 rows, torch.autocast for our bfloat16 rows; the same gammas.
+              rec = _subprocess_json(peer_command(args.peer_python, q, b, t, args.steps, prec,
+                                                  gammas), env)
+              peer_recs[q].append(rec and dict(rec, **labels))
+              emit(peer_recs[q][-1])
+            for sched, remat, sparse, lif in configs:
+              cmd = me + ['--one', f'--batch={b}', f'--timesteps={t}', f'--schedule={sched}',
+                          f'--precision={prec}', f'--remat={remat}', f'--sparse-conv={sparse}',
+                          f'--lif-kernel={lif}', f'--steps={args.steps}'] + gamma_arg
+              if args.no_matmul_peak:
+                cmd.append('--no-matmul-peak')
+              rec = _subprocess_json(cmd, env)
+              ours[sched, remat, sparse, lif].append(rec and dict(rec, **labels))
+              emit(ours[sched, remat, sparse, lif][-1])
+          for (sched, remat, sparse, lif), recs in ours.items():
+            if not any(recs):
+              continue
+            lines = [ratio_record(recs, peer_recs[q], batch=int(b), timesteps=int(t),
+                                  **labels, schedule=sched, precision=prec,
+                                  remat=remat == 'true', sparse_conv=sparse, lif_kernel=lif)
+                     for q in peers if any(peer_recs[q])]
+            for line in lines:
+              emit(line)
+            if len(lines) > 1:
+              emit(strongest_record(lines))
   return 0
 
 

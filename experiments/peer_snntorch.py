@@ -1,7 +1,10 @@
 """(The team's peer benchmark, from shared/bench/peer_snntorch.py, kept here so that
 experiments/benchmark.py can run it; changed only by this note and the optional PRECISION
 argument: ``float32`` (default; on CUDA with TF32 off, i.e. true float32 like bntt_jax's
-'highest' matmul precision) or ``bfloat16`` (torch.autocast, labelled in the output).)
+'highest' matmul precision) or ``bfloat16`` (torch.autocast, labelled in the output); and, for
+``--spike-rate``, the optional ``gamma=g1,...,g8`` argument (every step's BNTT scale of each
+hidden layer; experiments/peer_rates.py) and the ``spike_rate_per_layer`` field, measured after
+the timed steps in one untimed training-mode forward pass.)
 
 Peer: snnTorch (PyPI) BNTT VGG9, training-step throughput on this machine.
 VGG9 per the BNTT paper: 64,64,AP,128,128,AP,256,256,256,AP,FC1024,FC(classes); BNTT after every conv and FC1;
@@ -9,8 +12,10 @@ LIF leak 0.95, threshold 1.0, soft reset; Poisson rate input; last layer accumul
 Usage: python peer_snntorch.py BATCH TIMESTEPS STEPS [PRECISION]   (uses CUDA when torch sees a GPU)
 """
 import sys, time, json, resource, contextlib, torch, torch.nn as nn, snntorch as snn
-B, T, STEPS = (int(a) for a in sys.argv[1:4])
-PREC = sys.argv[4] if len(sys.argv) > 4 else 'float32'
+import peer_rates
+ARGV, GAMMA = peer_rates.split_gamma(sys.argv[1:])
+B, T, STEPS = (int(a) for a in ARGV[0:3])
+PREC = ARGV[3] if len(ARGV) > 3 else 'float32'
 if PREC not in ('float32', 'bfloat16'):
     sys.exit(f'precision {PREC!r} is not one of float32, bfloat16')
 torch.manual_seed(0)
@@ -43,7 +48,9 @@ class VGG9(nn.Module):
             h,mems[-1]=s.lif(cur,mems[-1])
             out=out+s.fc2(h)
         return out/s.T
-m=VGG9(T).to(dev); opt=torch.optim.SGD(m.parameters(),lr=0.1,momentum=0.95,weight_decay=5e-4)
+m=VGG9(T).to(dev)
+if GAMMA is not None: peer_rates.set_gammas(list(m.bns)+[m.bn_fc], GAMMA)
+opt=torch.optim.SGD(m.parameters(),lr=0.1,momentum=0.95,weight_decay=5e-4)
 x=(torch.rand(B,3,32,32)*2-1).to(dev); y=torch.randint(0,10,(B,)).to(dev)
 def step():
     opt.zero_grad()
@@ -54,5 +61,6 @@ step(); sync()
 t=time.perf_counter()
 for _ in range(STEPS): step()
 sync(); dt=(time.perf_counter()-t)/STEPS
+rates=peer_rates.measure_rates(lambda: m(x), [m.lif], layers=len(m.convs)+1)  # untimed
 peak=torch.cuda.max_memory_allocated()//2**20 if dev=='cuda' else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss//1024
-print(json.dumps({"peer":"snntorch","batch":B,"T":T,"step_s":round(dt,4),"img_per_s":round(B/dt,2),"device":dev,"precision":PREC if PREC=="float32" else "bfloat16-autocast","peak_mem_mb":peak}))
+print(json.dumps({"peer":"snntorch","batch":B,"T":T,"step_s":round(dt,4),"img_per_s":round(B/dt,2),"device":dev,"precision":PREC if PREC=="float32" else "bfloat16-autocast","peak_mem_mb":peak,"spike_rate_per_layer":rates,**({"gamma":GAMMA} if GAMMA else {})}))

@@ -71,6 +71,10 @@ def main(argv=None) -> int:
   p.add_argument('--timesteps', type=int, default=25)
   p.add_argument('--schedule', default='layer', choices=('layer', 'step'))
   p.add_argument('--precision', default='float32', choices=('float32', 'bfloat16'))
+  p.add_argument('--spike-rate', type=float, default=None,
+                 help='fire at about this fraction per step in every hidden layer '
+                 '(benchmark.calibrate_gammas; default: the untrained network\'s rate)')
+  p.add_argument('--sparse-conv', default='auto', choices=('auto', 'off'))
   p.add_argument('--warmup', type=int, default=1, help='untraced steps after compiling')
   p.add_argument('--steps', type=int, default=1, help='traced steps')
   p.add_argument('--top', type=int, default=15, help='op kinds to print')
@@ -83,17 +87,23 @@ def main(argv=None) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   import benchmark  # pylint: disable=g-import-not-at-top
 
+  gammas = None
+  if args.spike_rate is not None:
+    gammas = benchmark.run_calibration(args.batch, args.timesteps, args.spike_rate)['gamma']
   step, state, _ = benchmark.build_train_step(args.batch, args.timesteps, args.schedule,
-                                              args.precision, remat=False)
+                                              args.precision, remat=False,
+                                              sparse_conv=args.sparse_conv, gammas=gammas)
   for i in range(1 + args.warmup):
-    state, loss = step(state, jax.random.PRNGKey(i))
-    loss.block_until_ready()
+    state, aux = step(state, jax.random.PRNGKey(i))
+    aux['loss'].block_until_ready()
   with tempfile.TemporaryDirectory() as logdir:
     jax.profiler.start_trace(logdir, create_perfetto_trace=True)
     t = time.perf_counter()
+    rates = []
     for i in range(args.steps):
-      state, loss = step(state, jax.random.PRNGKey(100 + i))
-      loss.block_until_ready()
+      state, aux = step(state, jax.random.PRNGKey(100 + i))
+      aux['loss'].block_until_ready()
+      rates.append(aux['rates'])
     step_s = (time.perf_counter() - t) / args.steps
     jax.profiler.stop_trace()
     trace = glob.glob(os.path.join(logdir, '**', '*.trace.json.gz'), recursive=True)
@@ -108,7 +118,9 @@ def main(argv=None) -> int:
   traced = sum(s for s, _ in kinds.values())
   print(json.dumps({
       'batch': args.batch, 'timesteps': args.timesteps, 'schedule': args.schedule,
-      'precision': args.precision, 'device': jax.devices()[0].device_kind,
+      'precision': args.precision, 'sparse_conv': args.sparse_conv,
+      'spike_rate_per_layer': [round(float(r), 4) for r in sum(rates) / len(rates)],
+      'device': jax.devices()[0].device_kind,
       'step_s': round(step_s, 4), 'traced_s': round(traced, 4),
       'untraced_s': round(step_s - traced, 4), 'op_kinds': len(kinds)}))
   return 0

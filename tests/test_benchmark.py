@@ -2,6 +2,8 @@
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'experiments'))
 
@@ -58,3 +60,74 @@ def test_a_bad_choice_is_refused_by_name(capsys):
     else:
       raise AssertionError(f'{arg} accepted')
     assert message in capsys.readouterr().err
+
+
+def test_strongest_is_the_peer_with_the_highest_median():
+  ours = [_ours(6.0, 1200)]
+  lines = [benchmark.ratio_record(ours, [dict(_peer(r, 2000), peer=name)])
+           for name, r in (('snntorch', 4.0), ('torch-multistep-eager', 5.0),
+                           ('torch-multistep-compile', 4.8))]
+  got = benchmark.strongest_record(lines)
+  assert got['strongest'] == 'torch-multistep-eager'
+  assert got['ratio'] == 'bntt_jax/torch-multistep-eager (strongest)'
+  assert got['img_per_s_ratio'] == 1.2
+  assert got['peers_compared'] == ['snntorch', 'torch-multistep-eager', 'torch-multistep-compile']
+  assert benchmark.strongest_record([None]) is None
+
+
+def test_peer_commands_name_the_script_mode_and_gammas():
+  cmd = benchmark.peer_command('py', 'spikingjelly', 16, 25, 3, 'float32', [0.5, 0.25])
+  assert cmd[0] == 'py' and cmd[1].endswith('peer_multistep.py')
+  assert cmd[2:] == ['16', '25', '3', 'float32', 'sj', 'gamma=0.5,0.25']
+  cmd = benchmark.peer_command('py', 'snntorch', 32, 25, 3, 'bfloat16')
+  assert cmd[1].endswith('peer_snntorch.py') and cmd[2:] == ['32', '25', '3', 'bfloat16']
+
+
+def test_spike_rates_parse_and_refuse_by_value(capsys):
+  assert benchmark._rates('untrained,0.1,0.02') == [None, 0.1, 0.02]
+  for bad in ('0.7', 'x', '0'):
+    try:
+      benchmark.main([f'--spike-rate={bad}'])
+    except SystemExit as e:
+      assert e.code == 2
+    else:
+      raise AssertionError(f'--spike-rate={bad} accepted')
+    assert f"spike rate '{bad}' is not accepted" in capsys.readouterr().err
+
+
+def test_unknown_peer_is_refused_by_name(capsys):
+  try:
+    benchmark.main(['--peer=pytorch'])
+  except SystemExit as e:
+    assert e.code == 2
+  else:
+    raise AssertionError('--peer=pytorch accepted')
+  assert "peer 'pytorch' is not one of snntorch, multistep-eager" in capsys.readouterr().err
+
+
+def test_with_gammas_sets_every_step_of_each_layer():
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  params = {'conv1': {'norm_layer': {'scale': jnp.ones((3, 4))}, 'synapse': {'kernel': 1}},
+            'fc1': {'norm_layer': {'scale': jnp.ones((3, 2))}}}
+  got = benchmark.with_gammas(params, ['conv1', 'fc1'], [0.5, 2.0])
+  assert (got['conv1']['norm_layer']['scale'] == 0.5).all() and got['conv1']['synapse'] == params[
+      'conv1']['synapse']
+  assert (got['fc1']['norm_layer']['scale'] == 2.0).all()
+  assert (params['conv1']['norm_layer']['scale'] == 1).all()   # the input is not changed
+
+
+@pytest.mark.full
+def test_calibrated_gammas_make_every_layer_fire_at_the_target():
+  """benchmark.calibrate_gammas: VGG9 at T 3 reaches 5 % per step in every hidden layer (the
+  untrained network fires at ~20 %), in the training-mode pass the timed steps run."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from bntt_jax import models  # pylint: disable=g-import-not-at-top
+  model = models.vgg9(num_steps=3)
+  x, _ = benchmark.benchmark_batch(4)
+  variables = model.init({'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(0)}, x,
+                         train=False)
+  gammas, rates = benchmark.calibrate_gammas(model, variables, x, jax.random.PRNGKey(1), 0.05)
+  assert gammas.shape == rates.shape == (8,)
+  np.testing.assert_allclose(rates, 0.05, atol=0.005)
+  assert (gammas < 1).all()      # fewer spikes than at the initial gamma 1

@@ -50,6 +50,35 @@ def test_forward_and_gradients_equal_dense_convolution(shape, density, values):
   np.testing.assert_allclose(dx_s, dx_d, rtol=0, atol=scale(dx_d))
 
 
+@pytest.mark.parametrize('density', [0.1, 0.9])   # below and above MAX_DENSITY: both branches
+def test_density_switched_convolution_equals_dense_on_pooled_spikes(density):
+  """conv3x3_where_sparse (pooled spikes, k/4): forward and both gradients equal XLA's whether
+  the density picks the kernels or the dense convolution."""
+  _needs_kernels()
+  x, w, g = _operands(np.random.default_rng(4), 3, 6, 6, 16, 64, density, (0.25, 0.5, 0.75, 1.0))
+  assert bool(sparse_conv.event_driven(x)) == (density < sparse_conv.MAX_DENSITY)
+  ys, vjp_s = jax.vjp(jax.jit(sparse_conv.conv3x3_where_sparse), x, w)
+  yd, vjp_d = jax.vjp(sparse_conv.dense_conv3x3, x, w)
+  scale = lambda a: 1e-5 * max(1.0, float(jnp.max(jnp.abs(a))))
+  np.testing.assert_allclose(ys, yd, rtol=0, atol=scale(yd))
+  for got, want in zip(vjp_s(g), vjp_d(g)):
+    np.testing.assert_allclose(got, want, rtol=0, atol=scale(want))
+
+
+def test_density_switch_is_one_conditional_around_each_kernel():
+  """The choice is made at run time, from the input's nonzeros: the compiled forward and weight
+  gradient hold a conditional whose branches are the kernel and XLA's convolution."""
+  _needs_kernels()
+  x, w, g = _operands(np.random.default_rng(5), 2, 4, 4, 16, 64, 0.2)
+  hlo = jax.jit(lambda x, w, g: jax.vjp(sparse_conv.conv3x3_where_sparse, x, w)[1](g)).lower(
+      x, w, g).as_text()
+  fwd = jax.jit(sparse_conv.conv3x3_where_sparse).lower(x, w).as_text()
+  for text in (hlo, fwd):
+    assert 'stablehlo.case' in text or 'conditional' in text
+  assert 'bntt_sparse_conv_forward' in fwd and 'convolution' in fwd
+  assert 'bntt_sparse_conv_weight_grad' in hlo
+
+
 def test_supports_only_float32_3x3_with_channel_multiples():
   assert sparse_conv.supports((2, 8, 8, 64), (3, 3, 64, 128), jnp.float32)
   assert not sparse_conv.supports((2, 8, 8, 64), (3, 3, 64, 128), jnp.bfloat16)
@@ -74,8 +103,8 @@ def test_network_with_event_driven_convolutions_equals_dense_one(schedule):
       step_fixtures.init_and_step(_net(sparse, schedule), x, y) for sparse in ('auto', 'off'))
   # The same parameters (names, shapes, initial values): checkpoints are interchangeable.
   jax.tree.map(np.testing.assert_array_equal, p_a, p_o)
-  # conv2 takes conv1's spikes: event-driven; conv1 (pixels) and conv3 (pooled spikes) stay
-  # dense. Equal up to float32 rounding.
+  # conv2 takes conv1's spikes: event-driven; conv3 (pooled spikes) through the density
+  # switch; conv1 (pixels) dense. Equal up to float32 rounding.
   assert any(s > 0 for s in jax.tree.leaves(jax.tree.map(jnp.sum, sp_a)))
   np.testing.assert_allclose(l_a, l_o, rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), sp_a, sp_o)
@@ -83,13 +112,20 @@ def test_network_with_event_driven_convolutions_equals_dense_one(schedule):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_a, g_o)
 
 
-def test_network_uses_the_kernels_where_the_input_is_unpooled_spikes(monkeypatch):
+def test_network_uses_the_kernels_where_the_input_is_spikes_or_pooled_spikes(monkeypatch):
+  """conv2 (conv1's spikes) always event-driven; conv3 (conv2's 2x2-pooled spikes) through the
+  density switch; conv1 (pixels) never. Before the switch conv3 ran XLA's convolution only
+  (measured: no pooled call)."""
   _needs_kernels()
   calls = []
-  real = sparse_conv.conv3x3
-  monkeypatch.setattr(sparse_conv, 'conv3x3', lambda x, w: calls.append(x.shape) or real(x, w))
+  real, real_switched = sparse_conv.conv3x3, sparse_conv.conv3x3_where_sparse
+  monkeypatch.setattr(sparse_conv, 'conv3x3',
+                      lambda x, w: calls.append(('spikes', x.shape)) or real(x, w))
+  monkeypatch.setattr(sparse_conv, 'conv3x3_where_sparse',
+                      lambda x, w: calls.append(('pooled', x.shape)) or real_switched(x, w))
   x = jnp.zeros((2, 8, 8, 3))
-  for sparse, expected in (('auto', [(4 * 2, 8, 8, 64)]), ('off', [])):   # T * B = 8
+  for sparse, expected in (('auto', [('spikes', (4 * 2, 8, 8, 64)),    # T * B = 8
+                                     ('pooled', (4 * 2, 4, 4, 64))]), ('off', [])):
     calls.clear()
     model = _net(sparse)
     model.init({'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(1)}, x,

@@ -8,6 +8,12 @@ with XLA's dense convolution (the output gradient is dense). It is exact for any
 float32 arithmetic of a different summation order, and deterministic; only its speed depends on
 the sparsity (README, Performance, gives VGG9's sparsity and the kernels' times).
 
+Average-pooled spikes (``k / 4``: the input of VGG9's conv3 and conv5) are nonzero wherever one
+spike of the window fired, so their density is several times the rate: the kernels win below
+about half nonzeros and lose above (an untrained VGG9's pooled inputs are ~68 % nonzero, a trained
+one's ~8-20 %). :func:`conv3x3_where_sparse` decides at run time, per call, from the input's
+nonzero fraction, between the kernels and XLA's convolution (``lax.cond``; both exact).
+
 The kernels are compiled on first use (:mod:`bntt_jax.kernels.build`). :func:`available` says
 whether that worked (Linux, a CPU with AVX-512, a compiler, a single CPU device: an FFI call has
 no sharding rule); blocks fall back to XLA's convolution otherwise, so results never depend on
@@ -23,6 +29,11 @@ from bntt_jax.kernels import build
 from bntt_jax import vma
 
 _FORWARD, _WEIGHT_GRAD = 'bntt_sparse_conv_forward', 'bntt_sparse_conv_weight_grad'
+
+# Above this fraction of nonzero inputs XLA's dense convolution is the faster forward and weight
+# gradient (VGG9's conv3 and conv5 shapes, T * B = 400, this project's 2-core AVX-512 CPU: at
+# 68 % the kernels take 1.05-1.2x the dense time, at 34 % 0.35-0.75x).
+MAX_DENSITY = 0.5
 
 
 def available() -> bool:
@@ -52,11 +63,27 @@ def dense_conv3x3(x, w):
 @jax.custom_vjp
 def conv3x3(x, w):
   """'SAME' 3x3 convolution of ``x [N, H, W, C]`` by ``w [3, 3, C, D]``, float32 (module doc)."""
+  _require()
+  return _kernel_forward(x, w)
+
+
+def _require():
   if not available():
     raise RuntimeError(f'the sparse convolution kernels are not available here: '
                        f'{unavailable_reason()}')
+
+
+def _kernel_forward(x, w):
   n, h, wd, _ = x.shape
   return build.call(_FORWARD, jax.ShapeDtypeStruct((n, h, wd, w.shape[3]), jnp.float32), x, w)
+
+
+def _weight_grad(x, g, w_shape):
+  return build.call(_WEIGHT_GRAD, jax.ShapeDtypeStruct(w_shape, jnp.float32), x, g)
+
+
+def _dense_weight_grad(x, g, w):
+  return jax.vjp(lambda w: dense_conv3x3(x, w), w)[1](g)[0]
 
 
 def _fwd(x, w):
@@ -66,8 +93,37 @@ def _fwd(x, w):
 def _bwd(res, g):
   x, w = res
   dx = jax.vjp(lambda x: dense_conv3x3(x, w), x)[1](g)[0]
-  dw = build.call(_WEIGHT_GRAD, jax.ShapeDtypeStruct(w.shape, jnp.float32), x, g)
-  return dx, vma.cotangent_for(dw, w)
+  return dx, vma.cotangent_for(_weight_grad(x, g, w.shape), w)
 
 
 conv3x3.defvjp(_fwd, _bwd)
+
+
+def event_driven(x) -> jax.Array:
+  """Whether :func:`conv3x3_where_sparse` runs the kernels for ``x``: at most
+  :data:`MAX_DENSITY` of its values nonzero (a boolean scalar, computed at run time)."""
+  return jnp.mean((x != 0).astype(jnp.float32)) <= MAX_DENSITY
+
+
+@jax.custom_vjp
+def conv3x3_where_sparse(x, w):
+  """:func:`conv3x3` where ``x`` is sparse enough (:func:`event_driven`), XLA's otherwise."""
+  return _where_sparse_fwd(x, w)[0]
+
+
+def _where_sparse_fwd(x, w):
+  _require()
+  sparse = event_driven(x)
+  y = jax.lax.cond(sparse, _kernel_forward, dense_conv3x3, x, w)
+  return y, (x, w, sparse)
+
+
+def _where_sparse_bwd(res, g):
+  x, w, sparse = res
+  dx = jax.vjp(lambda x: dense_conv3x3(x, w), x)[1](g)[0]
+  dw = jax.lax.cond(sparse, lambda x, g, w: _weight_grad(x, g, w.shape), _dense_weight_grad,
+                    x, g, w)
+  return dx, vma.cotangent_for(dw, w)
+
+
+conv3x3_where_sparse.defvjp(_where_sparse_fwd, _where_sparse_bwd)
