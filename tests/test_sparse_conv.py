@@ -65,18 +65,18 @@ def test_density_switched_convolution_equals_dense_on_pooled_spikes(density):
     np.testing.assert_allclose(got, want, rtol=0, atol=scale(want))
 
 
-def test_density_switch_is_one_conditional_around_each_kernel():
-  """The choice is made at run time, from the input's nonzeros: the compiled forward and weight
-  gradient hold a conditional whose branches are the kernel and XLA's convolution."""
+def test_density_switch_is_a_conditional_around_the_forward_kernel():
+  """The choice is made at run time, from the input's nonzeros: the compiled forward holds a
+  conditional whose branches are the kernel and XLA's convolution; the weight gradient is the
+  kernel's."""
   _needs_kernels()
   x, w, g = _operands(np.random.default_rng(5), 2, 4, 4, 16, 64, 0.2)
-  hlo = jax.jit(lambda x, w, g: jax.vjp(sparse_conv.conv3x3_where_sparse, x, w)[1](g)).lower(
-      x, w, g).as_text()
   fwd = jax.jit(sparse_conv.conv3x3_where_sparse).lower(x, w).as_text()
-  for text in (hlo, fwd):
-    assert 'stablehlo.case' in text or 'conditional' in text
+  assert 'stablehlo.case' in fwd or 'conditional' in fwd
   assert 'bntt_sparse_conv_forward' in fwd and 'convolution' in fwd
-  assert 'bntt_sparse_conv_weight_grad' in hlo
+  grad = jax.jit(lambda x, w, g: jax.vjp(sparse_conv.conv3x3_where_sparse, x, w)[1](g)).lower(
+      x, w, g).as_text()
+  assert 'bntt_sparse_conv_weight_grad' in grad
 
 
 def test_supports_only_float32_3x3_with_channel_multiples():

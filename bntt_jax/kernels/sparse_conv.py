@@ -12,7 +12,7 @@ Average-pooled spikes (``k / 4``: the input of VGG9's conv3 and conv5) are nonze
 spike of the window fired, so their density is several times the rate: the kernels win below
 about half nonzeros and lose above (an untrained VGG9's pooled inputs are ~68 % nonzero, a trained
 one's ~8-20 %). :func:`conv3x3_where_sparse` decides at run time, per call, from the input's
-nonzero fraction, between the kernels and XLA's convolution (``lax.cond``; both exact).
+nonzero fraction, between the kernel's forward and XLA's (``lax.cond``; both exact).
 
 The kernels are compiled on first use (:mod:`bntt_jax.kernels.build`). :func:`available` says
 whether that worked (Linux, a CPU with AVX-512, a compiler, a single CPU device: an FFI call has
@@ -30,9 +30,8 @@ from bntt_jax import vma
 
 _FORWARD, _WEIGHT_GRAD = 'bntt_sparse_conv_forward', 'bntt_sparse_conv_weight_grad'
 
-# Above this fraction of nonzero inputs XLA's dense convolution is the faster forward and weight
-# gradient (VGG9's conv3 and conv5 shapes, T * B = 400, this project's 2-core AVX-512 CPU: at
-# 68 % the kernels take 1.05-1.2x the dense time, at 34 % 0.35-0.75x).
+# Above this fraction of nonzero inputs XLA's dense convolution is the faster forward (VGG9's
+# conv3 and conv5 shapes on an AVX-512 CPU; README, Performance).
 MAX_DENSITY = 0.5
 
 
@@ -82,10 +81,6 @@ def _weight_grad(x, g, w_shape):
   return build.call(_WEIGHT_GRAD, jax.ShapeDtypeStruct(w_shape, jnp.float32), x, g)
 
 
-def _dense_weight_grad(x, g, w):
-  return jax.vjp(lambda w: dense_conv3x3(x, w), w)[1](g)[0]
-
-
 def _fwd(x, w):
   return conv3x3(x, w), (x, w)
 
@@ -100,30 +95,27 @@ conv3x3.defvjp(_fwd, _bwd)
 
 
 def event_driven(x) -> jax.Array:
-  """Whether :func:`conv3x3_where_sparse` runs the kernels for ``x``: at most
+  """Whether :func:`conv3x3_where_sparse` runs the kernel's forward for ``x``: at most
   :data:`MAX_DENSITY` of its values nonzero (a boolean scalar, computed at run time)."""
   return jnp.mean((x != 0).astype(jnp.float32)) <= MAX_DENSITY
 
 
 @jax.custom_vjp
 def conv3x3_where_sparse(x, w):
-  """:func:`conv3x3` where ``x`` is sparse enough (:func:`event_driven`), XLA's otherwise."""
+  """:func:`conv3x3`, whose forward is XLA's convolution where ``x`` is dense
+  (:func:`event_driven` false).
+
+  The weight gradient is the kernel's at any density: at the ~68 % nonzeros of an untrained
+  VGG9's pooled spikes it takes about XLA's time (README, Performance), and XLA:CPU compiles a
+  weight-gradient convolution inside a conditional's branch into a loop hundreds of times
+  slower than its top-level one, so it cannot be the other branch."""
   return _where_sparse_fwd(x, w)[0]
 
 
 def _where_sparse_fwd(x, w):
   _require()
-  sparse = event_driven(x)
-  y = jax.lax.cond(sparse, _kernel_forward, dense_conv3x3, x, w)
-  return y, (x, w, sparse)
+  y = jax.lax.cond(event_driven(x), _kernel_forward, dense_conv3x3, x, w)
+  return y, (x, w)
 
 
-def _where_sparse_bwd(res, g):
-  x, w, sparse = res
-  dx = jax.vjp(lambda x: dense_conv3x3(x, w), x)[1](g)[0]
-  dw = jax.lax.cond(sparse, lambda x, g, w: _weight_grad(x, g, w.shape), _dense_weight_grad,
-                    x, g, w)
-  return dx, vma.cotangent_for(dw, w)
-
-
-conv3x3_where_sparse.defvjp(_where_sparse_fwd, _where_sparse_bwd)
+conv3x3_where_sparse.defvjp(_where_sparse_fwd, _bwd)
