@@ -20,8 +20,9 @@ and most of any layer in any timed step).
 Peers (``--peer=``, :data:`PEERS`; ``--peer`` alone is snntorch), each in its own
 process with ``--peer-python`` (torch, snntorch, spikingjelly installed):
 ``snntorch`` (``peer_snntorch.py``: the whole network once per time step),
-``multistep-eager`` and ``multistep-compile`` (``peer_multistep.py``: every
-synaptic op once over all ``T * B`` samples, eager or under ``torch.compile``),
+``multistep-eager``, ``multistep-eager-nhwc`` (channels-last) and
+``multistep-compile`` (``peer_multistep.py``: every synaptic op once over all
+``T * B`` samples, eager or under ``torch.compile``),
 ``spikingjelly`` (SpikingJelly's multi-step modules). ``--repeats=N`` runs all
 peers, then ours, N times in alternation; one ratio line per peer compares the
 medians (:func:`ratio_record`), and a last line the strongest peer's
@@ -283,13 +284,14 @@ def _subprocess_json(cmd: list[str], env=None) -> dict | None:
   return None
 
 
-# The peers: name -> (script in experiments/, its mode argument or None). Each prints one JSON
-# line whose "peer" names the implementation that ran.
+# The peers: name -> (script in experiments/, its mode arguments). Each prints one JSON line
+# whose "peer" names the implementation that ran.
 PEERS = {
-    'snntorch': ('peer_snntorch.py', None),               # the whole network once per step
-    'multistep-eager': ('peer_multistep.py', 'eager'),    # time-batched PyTorch, eager
-    'multistep-compile': ('peer_multistep.py', 'compile'),  # the same under torch.compile
-    'spikingjelly': ('peer_multistep.py', 'sj'),          # SpikingJelly's multi-step modules
+    'snntorch': ('peer_snntorch.py', ()),                      # the whole network once per step
+    'multistep-eager': ('peer_multistep.py', ('eager',)),      # time-batched PyTorch, eager
+    'multistep-eager-nhwc': ('peer_multistep.py', ('eager', 'nhwc')),   # channels-last
+    'multistep-compile': ('peer_multistep.py', ('compile',)),  # the same under torch.compile
+    'spikingjelly': ('peer_multistep.py', ('sj',)),            # SpikingJelly's multi-step modules
 }
 
 
@@ -297,9 +299,8 @@ def peer_command(python: str, peer: str, batch, timesteps, steps, precision: str
                  gammas=None) -> list:
   """The command line that runs ``peer`` (a :data:`PEERS` name) once."""
   script, mode = PEERS[peer]
-  cmd = [python, os.path.join(HERE, script), str(batch), str(timesteps), str(steps), precision]
-  if mode:
-    cmd.append(mode)
+  cmd = [python, os.path.join(HERE, script), str(batch), str(timesteps), str(steps), precision,
+         *mode]
   if gammas is not None:
     cmd.append('gamma=' + ','.join(f'{g:.6g}' for g in gammas))
   return cmd
