@@ -79,6 +79,7 @@ def pass_outputs(variables: Mapping, batch: Mapping[str, Array], key: Array, *,
   steps = jnp.arange(1, k + 1, dtype=out.readout.dtype).reshape(-1, 1, 1)
   running = jnp.cumsum(out.readout, axis=0) / steps
   # After all steps the logits are the pass's own: the curve's last point IS the evaluation.
+  running = running.astype(jnp.promote_types(running.dtype, out.logits.dtype))
   running = running.at[-1].set(out.logits)
   top = jax.lax.top_k(running, min(2, running.shape[-1]))[0]
   return {
