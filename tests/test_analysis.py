@@ -334,3 +334,10 @@ def test_ann_twin_reports_ann_energy_and_no_spikes(tmp_path):
   paths = report.write_report(rep, str(tmp_path))
   with open(paths['md']) as f:
     assert 'ANN (ReLU): no spikes.' in f.read()
+
+
+def test_bad_analysis_settings_are_one_line_errors_naming_the_value():
+  with pytest.raises(ValueError, match=r'^pgd_steps 0 is not accepted: an integer >= 1$'):
+    pipeline.Settings(pgd_steps=0)
+  with pytest.raises(ValueError, match=r'truenorth_reference \(1, 2, 3\) is not accepted: a pair'):
+    pipeline.Settings(truenorth_reference=(1, 2, 3))

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from bntt_jax import default_config
+from bntt_jax import errors
 from bntt_jax import network as network_lib
 from bntt_jax import sharding
 from bntt_jax.analysis import early_exit
@@ -68,9 +69,9 @@ class Settings:
   def __post_init__(self):
     early_exit.check_rule(self.dynamic_rule)
     if self.truenorth_reference and len(self.truenorth_reference) != 2:
-      raise ValueError(f'truenorth_reference {self.truenorth_reference} is not (#spikes, T)')
-    if self.pgd_steps < 1:
-      raise ValueError(f'pgd_steps {self.pgd_steps} is not accepted: it must be >= 1')
+      raise errors.ConfigError('truenorth_reference', self.truenorth_reference,
+                               'a pair (#spikes, T)')
+    errors.check_int_at_least('pgd_steps', self.pgd_steps, 1)
 
   @classmethod
   def from_dict(cls, d: Mapping) -> 'Settings':

@@ -134,6 +134,7 @@ from typing import Sequence
 
 import numpy as np
 
+from bntt_jax import errors
 from bntt_jax import files
 
 # Bump whenever reading or binning changes the numbers: it is part of the cache key.
@@ -214,8 +215,7 @@ def read_aedat(path, *, orientation: str = DEFAULT_ORIENTATION) -> np.ndarray:
     RecordingError: truncated or malformed file, another AEDAT version, or
       address bits a DVS128 never sets. The message names the file.
   """
-  if orientation not in ORIENTATIONS:
-    raise ValueError(f'orientation {orientation!r} is not one of {list(ORIENTATIONS)}')
+  errors.check_one_of('orientation', orientation, ORIENTATIONS)
   path = os.fspath(path)
   try:
     with open(path, 'rb') as f:
@@ -268,7 +268,8 @@ def time_bins(t: np.ndarray, timesteps: int, split_by: str) -> np.ndarray:
     bins = np.empty(n, np.int64)
     bins[np.argsort(t, kind='stable')] = np.arange(n, dtype=np.int64) * timesteps // max(n, 1)
     return bins
-  raise ValueError(f'split_by {split_by!r} is not one of {list(SPLIT_BY)}')
+  errors.check_one_of('split_by', split_by, SPLIT_BY)
+  raise AssertionError(split_by)   # unreachable: split_by is one of SPLIT_BY
 
 
 def area_weights(sensor_size: int, size: int) -> np.ndarray:
@@ -293,10 +294,8 @@ def _check_settings(timesteps, size, split_by, sensor_size, method) -> None:
     raise ValueError(f'timesteps {timesteps!r} is not accepted: it must be an integer >= 1')
   if not _is_int(size) or not 1 <= size <= sensor_size:
     raise ValueError(f'size {size!r} is not accepted: it must be an integer in 1..{sensor_size}')
-  if split_by not in SPLIT_BY:
-    raise ValueError(f'split_by {split_by!r} is not one of {list(SPLIT_BY)}')
-  if method not in METHODS:
-    raise ValueError(f'method {method!r} is not one of {list(METHODS)}')
+  errors.check_one_of('split_by', split_by, SPLIT_BY)
+  errors.check_one_of('method', method, METHODS)
 
 
 def events_to_frames(events: np.ndarray, timesteps: int, size: int, split_by: str,
@@ -534,10 +533,8 @@ def load_dvs_cifar10(root, *, timesteps: int = 20, size: int = 42, split_by: str
     row, column, polarity OFF/ON), labels ``int32 [N]``, in listing order.
   """
   _check_settings(timesteps, size, split_by, SENSOR_SIZE, method)
-  if on_error not in ON_ERROR:
-    raise ValueError(f'on_error {on_error!r} is not one of {list(ON_ERROR)}')
-  if orientation not in ORIENTATIONS:
-    raise ValueError(f'orientation {orientation!r} is not one of {list(ORIENTATIONS)}')
+  errors.check_one_of('on_error', on_error, ON_ERROR)
+  errors.check_one_of('orientation', orientation, ORIENTATIONS)
   listing = list_recordings(root)
   is_train = split_train_test(listing.labels, train_fraction, seed)
   settings = dict(reader_version=READER_VERSION, timesteps=int(timesteps), size=int(size),
