@@ -157,7 +157,6 @@ def build_train_step(batch: int, timesteps: int, schedule: str, precision: str, 
   ``platform.configure_xla()``."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   from bntt_jax import models, network, optim, platform  # pylint: disable=g-import-not-at-top
   platform.set_matmul_precision('highest' if precision == 'float32' else 'default')
@@ -208,13 +207,13 @@ def run_calibration(batch: int, timesteps: int, target: float) -> dict:
   from bntt_jax import platform  # pylint: disable=g-import-not-at-top
   platform.configure_xla()
   import jax  # pylint: disable=g-import-not-at-top
-  from bntt_jax import models, network  # pylint: disable=g-import-not-at-top
+  from bntt_jax import network  # pylint: disable=g-import-not-at-top
   t0 = time.perf_counter()
-  model = models.vgg9(num_steps=timesteps)
+  # The float32 layer-schedule run's model and first state (its step is never compiled here).
+  _, (params, stats, _), model = build_train_step(batch, timesteps, 'layer', 'float32', False)
   x, _ = benchmark_batch(batch)
-  variables = jax.jit(lambda k: model.init({'params': k, 'poisson': k}, x, train=False))(
-      jax.random.PRNGKey(0))
-  gammas, rates = calibrate_gammas(model, variables, x, jax.random.PRNGKey(1), target)
+  gammas, rates = calibrate_gammas(model, {'params': params, 'batch_stats': stats}, x,
+                                   jax.random.PRNGKey(1), target)
   return {'calibration': True, 'batch': batch, 'timesteps': timesteps, 'target_rate': target,
           'layers': list(network.default_names(model.layers)),
           'gamma': [float(f'{g:.6g}') for g in gammas],

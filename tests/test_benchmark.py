@@ -40,26 +40,25 @@ def test_failed_runs_are_left_out_of_medians_and_pairs():
   assert got['img_per_s_ratio_per_repeat'] == [1.25, 0.8]
 
 
-def test_repeats_below_one_is_refused(capsys):
+def _refused(capsys, arg: str) -> str:
+  """benchmark.main([arg]) exits with argparse's usage error (code 2); its stderr."""
   try:
-    benchmark.main(['--repeats=0'])
+    benchmark.main([arg])
   except SystemExit as e:
     assert e.code == 2
   else:
-    raise AssertionError('--repeats=0 accepted')
-  assert '--repeats=0: must be at least 1' in capsys.readouterr().err
+    raise AssertionError(f'{arg} accepted')
+  return capsys.readouterr().err
+
+
+def test_repeats_below_one_is_refused(capsys):
+  assert '--repeats=0: must be at least 1' in _refused(capsys, '--repeats=0')
 
 
 def test_a_bad_choice_is_refused_by_name(capsys):
   for arg, message in (('--schedule=scan', "schedule 'scan' is not one of layer, step"),
                        ('--sparse-conv=on', "sparse-conv 'on' is not one of auto, off")):
-    try:
-      benchmark.main([arg])
-    except SystemExit as e:
-      assert e.code == 2
-    else:
-      raise AssertionError(f'{arg} accepted')
-    assert message in capsys.readouterr().err
+    assert message in _refused(capsys, arg)
 
 
 def test_strongest_is_the_peer_with_the_highest_median():
@@ -86,23 +85,12 @@ def test_peer_commands_name_the_script_mode_and_gammas():
 def test_spike_rates_parse_and_refuse_by_value(capsys):
   assert benchmark._rates('untrained,0.1,0.02') == [None, 0.1, 0.02]
   for bad in ('0.7', 'x', '0'):
-    try:
-      benchmark.main([f'--spike-rate={bad}'])
-    except SystemExit as e:
-      assert e.code == 2
-    else:
-      raise AssertionError(f'--spike-rate={bad} accepted')
-    assert f"spike rate '{bad}' is not accepted" in capsys.readouterr().err
+    assert f"spike rate '{bad}' is not accepted" in _refused(capsys, f'--spike-rate={bad}')
 
 
 def test_unknown_peer_is_refused_by_name(capsys):
-  try:
-    benchmark.main(['--peer=pytorch'])
-  except SystemExit as e:
-    assert e.code == 2
-  else:
-    raise AssertionError('--peer=pytorch accepted')
-  assert "peer 'pytorch' is not one of snntorch, multistep-eager" in capsys.readouterr().err
+  assert "peer 'pytorch' is not one of snntorch, multistep-eager" in _refused(capsys,
+                                                                              '--peer=pytorch')
 
 
 def test_with_gammas_sets_every_step_of_each_layer():
