@@ -111,6 +111,8 @@ class SpikingBlock(nn.Module):
       spikes, gradients up to float32 rounding), else in ``lax.scan``.
     axis_name: the mesh axis the batch is split over when the block runs inside
       ``shard_map`` (the norm's statistics then span it; :mod:`bntt_jax.norms`).
+    narrow_input: ``__call__`` computes from a copy of its input in the narrowest exact
+      dtype, named for a rematerialising caller to save (:func:`bntt_jax.synapses.narrowed`).
   """
   spec: LayerSpec
   num_steps: int
@@ -124,6 +126,7 @@ class SpikingBlock(nn.Module):
   sparse_conv: bool = False
   lif_kernel: bool = False
   axis_name: Optional[str] = None
+  narrow_input: bool = False
 
   def setup(self):
     s = self.spec
@@ -141,6 +144,8 @@ class SpikingBlock(nn.Module):
   def __call__(self, x: Array, train: bool) -> Tuple[Array, Array]:
     """``x [k, B, ...]`` -> ``(out [k, B, ...pooled], spikes per example [k, B])``."""
     k, b = x.shape[:2]
+    if self.narrow_input:
+      x = synapses.narrowed(x, self.input_kind)
     i = self.current(x.reshape((k * b,) + x.shape[2:]))
     i = i.reshape((k, b) + i.shape[1:])
     mul, add = self.norm_layer.affine(i, train=train)

@@ -104,7 +104,9 @@ class SpikingNetwork(nn.Module):
     schedule: ``layer`` or ``step``.
     unroll: ``lax.scan`` unroll factor of the ``step`` schedule.
     dtype: compute dtype of the synaptic ops (None: float32 params' dtype).
-    remat: rematerialise each block (layer) or each step (step) in backward.
+    remat: rematerialise in the backward each block (``layer``: of its activations only its
+      input is kept, a spiking layer's as int8 or bfloat16, :func:`bntt_jax.synapses.narrowed`;
+      one more forward synaptic op per layer) or each step (``step``).
     synapse_precision: ``float32`` or ``exact_bf16x3``: the synaptic ops whose
       input is exact in bfloat16 (spikes, pooled spikes: :meth:`input_kinds`) as
       three bf16 products with float32 accumulation, the others in float32
@@ -146,8 +148,12 @@ class SpikingNetwork(nn.Module):
     super().__post_init__()
 
   def setup(self):
-    block = nn.remat(blocks_lib.SpikingBlock, static_argnums=(2,)) if (
-        self.remat and self.schedule == 'layer') else blocks_lib.SpikingBlock
+    remat_layers = self.remat and self.schedule == 'layer'
+    # A rematerialised block keeps only its input, in the narrowest exact dtype (int8 spikes),
+    # and recomputes the rest of its forward in the backward.
+    block = nn.remat(blocks_lib.SpikingBlock, static_argnums=(2,),
+                     policy=jax.checkpoint_policies.save_only_these_names(synapses.NARROW_INPUT)
+                     ) if remat_layers else blocks_lib.SpikingBlock
     names = default_names(self.layers)
     *kinds, readout_kind = self.input_kinds()
     precision = self._precision_for
@@ -155,7 +161,8 @@ class SpikingNetwork(nn.Module):
         block(spec, self.num_steps, self.norm, self.norm_kwargs, self.neuron, self.dtype,
               input_kind=kind, synapse_precision=precision(kind),
               sparse_conv=synapses.is_spikes(kind) and self.sparse_conv == 'auto',
-              lif_kernel=self.lif_kernel == 'auto', axis_name=self.axis_name, name=name)
+              lif_kernel=self.lif_kernel == 'auto', axis_name=self.axis_name,
+              narrow_input=remat_layers, name=name)
         for spec, name, kind in zip(self.layers, names, kinds)]
     self.fc_out = blocks_lib.Synapse('dense', self.num_classes, dtype=self.dtype,
                                      precision=precision(readout_kind), input_kind=readout_kind,

@@ -31,6 +31,7 @@ import functools
 from typing import Optional, Tuple
 
 import jax
+from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 from jax import lax
 
@@ -87,6 +88,40 @@ def split_bf16x3(w: Array) -> Tuple[Array, Array, Array]:
   mid = r.astype(jnp.bfloat16)
   lo = (r - mid.astype(jnp.float32)).astype(jnp.bfloat16)
   return hi, mid, lo
+
+
+# The name under which a block's input, narrowed, is saved for the backward of a rematerialised
+# block (:func:`narrowed`; ``jax.checkpoint_policies.save_only_these_names``).
+NARROW_INPUT = 'narrow_input'
+
+
+@jax.custom_jvp
+def _straight_through(value: Array, x: Array) -> Array:
+  """``value`` (equal to ``x``), with ``x``'s tangent: the cotangent passes to ``x``."""
+  return value
+
+
+@_straight_through.defjvp
+def _straight_through_jvp(primals, tangents):
+  return primals[0], tangents[1]
+
+
+def narrowed(x: Array, kind: str) -> Array:
+  """``x``, a spiking layer's output (``is_spikes(kind)``), computed from a copy in the
+  narrowest exact dtype (the same values) named :data:`NARROW_INPUT`, gradients passed
+  straight to ``x``; ``x`` of another kind as it is, named.
+
+  Under ``jax.checkpoint`` with ``save_only_these_names(NARROW_INPUT)`` the backward then
+  recomputes from the narrow copy (int8 spikes, bfloat16 pooled spikes) and keeps neither
+  ``x`` nor anything computed from it: a spiking layer's state between its forward and its
+  backward is one byte per input (two for pooled spikes). (The coder's output is left as it
+  is: it is data, and a copy would be kept beside it, not instead of it.)
+  """
+  narrow = exact_dtype(kind)
+  if not is_spikes(kind) or narrow is None:
+    return checkpoint_name(x, NARROW_INPUT)
+  saved = checkpoint_name(x.astype(narrow), NARROW_INPUT)
+  return _straight_through(saved.astype(x.dtype), x)
 
 
 # -- the ops ---------------------------------------------------------------------------------

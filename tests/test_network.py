@@ -1,11 +1,14 @@
 """Networks: hand trajectory, schedule equality, parameter counts, learning."""
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+
+from jax._src.ad_checkpoint import saved_residuals
 
 from bntt_jax import blocks, models, network, neurons
 
@@ -187,6 +190,34 @@ def test_vgg9_learns_a_few_fixed_images():
     params, bs, opt, loss = step(params, bs, opt, i)
     losses.append(float(loss))
   assert min(losses[-3:]) < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize('encoding', ['poisson', 'direct'])
+def test_remat_keeps_each_layer_input_only_in_its_narrowest_exact_dtype(encoding):
+  """With ``remat=True`` (layer schedule) the backward keeps, of all the activations, only
+  each block's input: int8 spikes, bfloat16 pooled spikes, the coded input as it is, and
+  nothing computed from them.
+
+  Measured before (``nn.remat`` saving the blocks' float32 inputs): the residuals included
+  float32 ``[T, B, 8, 8, 8]`` spikes and ``[T, B, 4, 4, 16]`` pooled spikes."""
+  k, b = 3, 4
+  layers = (models.conv(8, 1), models.conv(16, 2), models.dense(32))
+  m = network.SpikingNetwork(layers, num_classes=10, num_steps=k,
+                             remat=True, encoding=encoding, lif_kernel='off', sparse_conv='off')
+  x = jnp.asarray(np.random.RandomState(0).rand(b, 8, 8, 1), jnp.float32)
+  v = m.init({'params': jax.random.PRNGKey(1), 'poisson': jax.random.PRNGKey(2)}, x, train=False)
+
+  def loss(params):
+    out, _ = m.apply({'params': params, 'batch_stats': v['batch_stats']}, x, train=True,
+                     rngs={'poisson': jax.random.PRNGKey(3)}, mutable=['batch_stats'])
+    return out.logits.sum()
+
+  big = [(a.shape, a.dtype) for a, _ in saved_residuals(loss, v['params'])
+         if a.shape[:2] == (k, b) and math.prod(a.shape) > k * b * 16]
+  assert sorted(big, key=str) == sorted([
+      ((k, b, 8, 8, 1), jnp.dtype(jnp.float32)),     # conv1's input: the coder's
+      ((k, b, 8, 8, 8), jnp.dtype(jnp.int8)),        # conv2's: spikes
+      ((k, b, 4, 4, 16), jnp.dtype(jnp.bfloat16))], key=str), big   # fc1's: 2x2-pooled spikes
 
 
 @pytest.mark.full
