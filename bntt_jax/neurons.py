@@ -167,7 +167,11 @@ def _affine_bshape(mul: Array, ndim: int) -> Tuple[int, ...]:
   return mul.shape[:2] + (1,) * (ndim - 3) + mul.shape[-1:]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+# The lane width of a TPU vector register (and the minor tile of its float32 arrays): an array
+# whose last axis is shorter is padded up to it in memory.
+LANES = 128
+
+
 def lif_affine_sequence(x: Array, mul: Array, add: Array, p: LIFParams, unroll: int = 1) -> Array:
   """LIF driven by a per-step, per-channel affine map of its input, fused.
 
@@ -194,7 +198,35 @@ def lif_affine_sequence(x: Array, mul: Array, add: Array, p: LIFParams, unroll: 
 
   Returns:
     spikes ``[k, N, ..., C]`` in ``promote(x.dtype, float32)``.
+
+  Layout: a layer of ``C < 128`` channels (``128 % C == 0``) runs its recurrence on a view of
+  its input with 128 values in the last axis, ``mul``/``add`` tiled to match (the same
+  arithmetic per neuron): on a TPU, whose arrays are tiled by 128 lanes in their last axis,
+  a 64-channel layer's ``[k, ..., 64]`` arrays would otherwise fill half of every tile, doubling
+  the memory of the loop's inputs, outputs and the backward's recomputed membranes. (A
+  row-major reshape: free on CPUs and GPUs.)
   """
+  fold = _lane_fold(x, mul)
+  if fold == 1:
+    return _lif_affine(x, mul, add, p, unroll)
+  lanes = lambda a: jnp.tile(a, (1, 1, fold))
+  s = _lif_affine(x.reshape(x.shape[0], -1, LANES), lanes(mul), lanes(add), p, unroll)
+  return s.reshape(x.shape)
+
+
+def _lane_fold(x: Array, mul: Array) -> int:
+  """How many positions' channels fill :data:`LANES` in ``x [k, N, ..., C]``'s last axis
+  (1: none; each statistics group's slice must hold whole rows of 128)."""
+  c = x.shape[-1]
+  per_group = math.prod(x.shape[1:]) // mul.shape[1]
+  if c >= LANES or LANES % c or per_group % LANES:
+    return 1
+  return LANES // c
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _lif_affine(x: Array, mul: Array, add: Array, p: LIFParams, unroll: int = 1) -> Array:
+  """:func:`lif_affine_sequence` on any layout, its custom VJP."""
   return _lif_affine_fwd(x, mul, add, p, unroll)[0]
 
 
@@ -259,4 +291,4 @@ def _lif_affine_bwd(p, unroll, res, g_s):
           vma.cotangent_for(dadd.astype(add.dtype), add))
 
 
-lif_affine_sequence.defvjp(_lif_affine_fwd, _lif_affine_bwd)
+_lif_affine.defvjp(_lif_affine_fwd, _lif_affine_bwd)

@@ -145,7 +145,10 @@ def _autodiff_lif(x, mul, add, p):
 @pytest.mark.parametrize('shape,groups,dtype', [
     ((6, 4, 5, 3, 24), 1, jnp.float32), ((5, 6, 7, 2), 2, jnp.float32),
     ((25, 3, 130), 1, jnp.float32), ((1, 5, 40), 1, jnp.float32),
-    ((6, 4, 5, 3, 24), 1, jnp.bfloat16), ((25, 3, 130), 1, jnp.bfloat16)])
+    ((6, 4, 5, 3, 24), 1, jnp.bfloat16), ((25, 3, 130), 1, jnp.bfloat16),
+    # C < 128: run on a 128-lane view (fold 2 and 4), one and two groups
+    ((5, 4, 4, 4, 64), 2, jnp.float32), ((3, 8, 2, 2, 32), 1, jnp.bfloat16),
+    ((4, 2, 64), 1, jnp.float32)])
 def test_fused_lif_custom_vjp_equals_autodiff_of_the_recurrence(surrogate, shape, groups, dtype):
   """Spikes equal; gradients within 1e-5 of their scale (float32 and bfloat16 synapse outputs,
   every surrogate, one step too); a bfloat16 input's gradient is rounded to bfloat16, so it
@@ -180,6 +183,23 @@ def test_fused_lif_keeps_spikes_as_int8_and_no_float_membrane():
   big = [(a.shape, a.dtype) for a, _ in res if a.size == x.size]
   assert sorted(big, key=str) == sorted([(x.shape, jnp.float32), ((4, 2, 3, 5, 5, 8), jnp.int8)],
                                         key=str), res
+
+
+@pytest.mark.parametrize('shape,groups,fold', [
+    ((4, 6, 4, 4, 64), 2, 2), ((4, 2, 4, 4, 32), 1, 4), ((4, 2, 3, 3, 64), 2, 1),
+    ((4, 2, 3, 3, 48), 1, 1), ((4, 2, 256), 1, 1)])
+def test_fused_lif_runs_narrow_layers_on_128_lanes(shape, groups, fold):
+  """A layer of fewer than 128 channels runs its recurrence, and keeps its residuals, with
+  128 values in the last axis (where each group's slice holds whole rows of 128); others as
+  they are. Before: the scan's arrays and residuals ended in the layer's channels (64), half a
+  TPU tile."""
+  from jax._src.ad_checkpoint import saved_residuals  # pylint: disable=g-import-not-at-top
+  p = neurons.LIFParams()
+  x = jnp.ones(shape)
+  mul, add = jnp.ones((shape[0], groups, shape[-1])), jnp.zeros((shape[0], groups, shape[-1]))
+  res = saved_residuals(lambda *a: neurons.lif_affine_sequence(*a, p).sum(), x, mul, add)
+  lasts = {a.shape[-1] for a, _ in res if a.size == x.size}
+  assert lasts == {shape[-1] * fold}, res
 
 
 def test_the_lif_module_is_lif_sequence_and_lif_step():
