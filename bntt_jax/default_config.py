@@ -82,6 +82,8 @@ def get_config() -> ml_collections.ConfigDict:
   # bf16 matrix units); bfloat16 = dtype bfloat16; auto: what is fastest and exact on the
   # target (exact_bf16x3 on GPUs, float32 on TPUs, whose step is bandwidth-bound, and CPUs).
   config.model.synapse_precision = 'auto'   # auto | float32 | exact_bf16x3 | bfloat16
+  # remat: the backward keeps of each block only its input (int8 spikes, bf16 pooled spikes) and
+  # recomputes the rest (+33 % FLOPs; VGG9 at T 25 then fits 256 per v5e chip: README).
   config.model.remat = False
   config.model.sparse_conv = 'auto'    # auto (event-driven 3x3 convs of spike inputs, CPU) | off
   config.model.lif_kernel = 'auto'     # auto (layer schedule: LIF recurrence in a CPU kernel) | off
