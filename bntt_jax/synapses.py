@@ -31,9 +31,9 @@ import functools
 from typing import Optional, Tuple
 
 import jax
-from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 from jax import lax
+from jax.ad_checkpoint import checkpoint_name
 
 from bntt_jax import errors
 from bntt_jax import vma
