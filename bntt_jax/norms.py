@@ -247,6 +247,9 @@ class BNTT(_TimeNorm):
         new_mean, new_var = running_update(pick(ra_mean.value), pick(ra_var.value), mean, var,
                                            m, self.momentum, group_axis=lead,
                                            axis_name=running_axis)
+        # The running statistics keep their dtype (statistics may be computed wider).
+        new_mean = new_mean.astype(ra_mean.value.dtype)
+        new_var = new_var.astype(ra_var.value.dtype)
         if stepwise:
           ra_mean.value = ra_mean.value.at[:k].set(new_mean)
           ra_var.value = ra_var.value.at[:k].set(new_var)
