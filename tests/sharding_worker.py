@@ -1,6 +1,6 @@
 """Run one training step / one evaluation on N host CPU devices; save the numbers.
 
-    python tests/sharding_worker.py DEVICES OUT.npz [--per-device-stats]
+    python tests/sharding_worker.py DEVICES OUT.npz [--per-device-stats] [--remat]
 
 Used by test_sharding.py: the test runs it with 1 and with 8 devices (the device
 count is fixed when JAX starts, so each count needs its own process) and
@@ -34,6 +34,7 @@ def main():
   config.model.timesteps = 3
   config.train.batch_size = 16
   config.eval.batch_size = 64
+  config.model.remat = '--remat' in sys.argv
   if per_device and DEVICES > 1:
     config.model.batch_stats = 'per_device'     # one statistics group per device
   elif per_device:

@@ -56,6 +56,16 @@ def test_eight_devices_equal_one_device_for_a_step_and_the_evaluation(tmp_path, 
     assert abs(float(glob['loss']) - float(one['loss'])) > 1e-3   # the option does change things
 
 
+@pytest.mark.full
+def test_remat_on_eight_devices_equals_one_device_without_it(tmp_path):
+  """``remat=True`` inside ``shard_map`` (each block keeping only its narrow input): the same
+  loss, gradients, parameters, statistics and evaluation as the plain step on one device."""
+  one = _worker(1, tmp_path / 'one.npz')
+  eight = _worker(8, tmp_path / 'eight_remat.npz', '--remat')
+  _assert_same(one, eight, 1e-5)
+  assert one['eval_accuracy'] == eight['eval_accuracy']
+
+
 def _free_port():
   with socket.socket() as s:
     s.bind(('localhost', 0))
