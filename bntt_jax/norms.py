@@ -137,13 +137,14 @@ def running_update(old_mean: Array, old_var: Array, mean: Array, var: Array, m: 
                    axis_name: Optional[str] = None) -> Tuple[Array, Array]:
   """PyTorch's running-statistics rule with the unbiased batch variance; the
   group axis of ``mean``/``var`` is averaged out (and, for groups that live on
-  different devices, the mesh axis ``axis_name``)."""
+  different devices, the mesh axis ``axis_name``). The new values keep the old ones' dtypes
+  (the batch statistics may be computed wider)."""
   unbiased = var * (m / max(m - 1, 1))
   mean, unbiased = mean.mean(group_axis), unbiased.mean(group_axis)
   if axis_name:
     mean, unbiased = jax.lax.pmean((mean, unbiased), axis_name)
-  return ((1.0 - momentum) * old_mean + momentum * mean,
-          (1.0 - momentum) * old_var + momentum * unbiased)
+  return (((1.0 - momentum) * old_mean + momentum * mean).astype(old_mean.dtype),
+          ((1.0 - momentum) * old_var + momentum * unbiased).astype(old_var.dtype))
 
 
 def apply_affine(x: Array, mul: Array, add: Array, stepwise: bool) -> Array:
@@ -247,9 +248,6 @@ class BNTT(_TimeNorm):
         new_mean, new_var = running_update(pick(ra_mean.value), pick(ra_var.value), mean, var,
                                            m, self.momentum, group_axis=lead,
                                            axis_name=running_axis)
-        # The running statistics keep their dtype (statistics may be computed wider).
-        new_mean = new_mean.astype(ra_mean.value.dtype)
-        new_var = new_var.astype(ra_var.value.dtype)
         if stepwise:
           ra_mean.value = ra_mean.value.at[:k].set(new_mean)
           ra_var.value = ra_var.value.at[:k].set(new_var)
