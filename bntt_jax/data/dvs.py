@@ -254,6 +254,7 @@ def read_aedat(path, *, orientation: str = DEFAULT_ORIENTATION) -> np.ndarray:
 
 def time_bins(t: np.ndarray, timesteps: int, split_by: str) -> np.ndarray:
   """The interval ``0..timesteps-1`` of each event (int64), see the module doc."""
+  errors.check_one_of('split_by', split_by, SPLIT_BY)
   t = np.asarray(t, np.int64)
   n = t.size
   if split_by == 'time':
@@ -264,12 +265,9 @@ def time_bins(t: np.ndarray, timesteps: int, split_by: str) -> np.ndarray:
     if span == 0:
       return np.zeros(n, np.int64)
     return np.minimum((t - t0) * timesteps // span, timesteps - 1)
-  if split_by == 'count':
-    bins = np.empty(n, np.int64)
-    bins[np.argsort(t, kind='stable')] = np.arange(n, dtype=np.int64) * timesteps // max(n, 1)
-    return bins
-  errors.check_one_of('split_by', split_by, SPLIT_BY)
-  raise AssertionError(split_by)   # unreachable: split_by is one of SPLIT_BY
+  bins = np.empty(n, np.int64)   # 'count'
+  bins[np.argsort(t, kind='stable')] = np.arange(n, dtype=np.int64) * timesteps // max(n, 1)
+  return bins
 
 
 def area_weights(sensor_size: int, size: int) -> np.ndarray:
