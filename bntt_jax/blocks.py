@@ -106,9 +106,11 @@ class SpikingBlock(nn.Module):
       runs event-driven where :func:`bntt_jax.kernels.sparse_conv.available`
       (same parameters, same result up to float32 rounding); of pooled spikes,
       where they are sparse enough (``conv3x3_where_sparse``).
-    lif_kernel: run the LIF recurrence of ``__call__`` (float32 membranes)
-      in the CPU kernel of :mod:`bntt_jax.kernels.lif` where available (equal
-      spikes, gradients up to float32 rounding), else in ``lax.scan``.
+    lif_kernel: where the LIF recurrence of ``__call__`` (float32 membranes) runs:
+      ``cpu``, the CPU kernel of :mod:`bntt_jax.kernels.lif` where available;
+      ``tpu``, the Pallas TPU kernels of :mod:`bntt_jax.kernels.lif_tpu` where
+      they take the shapes; else (and ``off``) ``lax.scan``. Equal spikes,
+      gradients up to float32 rounding.
     axis_name: the mesh axis the batch is split over when the block runs inside
       ``shard_map`` (the norm's statistics then span it; :mod:`bntt_jax.norms`).
     narrow_input: ``__call__`` computes from a copy of its input in the narrowest exact
@@ -124,7 +126,7 @@ class SpikingBlock(nn.Module):
   input_kind: str = synapses.REAL
   synapse_precision: str = 'float32'
   sparse_conv: bool = False
-  lif_kernel: bool = False
+  lif_kernel: str = 'off'
   axis_name: Optional[str] = None
   narrow_input: bool = False
 
@@ -160,7 +162,11 @@ class SpikingBlock(nn.Module):
     return out.reshape((k, b) + out.shape[1:]), counts
 
   def _lif(self, i: Array, mul: Array, add: Array) -> Array:
-    if self.lif_kernel and jnp.promote_types(i.dtype, jnp.float32) == jnp.float32:
+    if self.lif_kernel == 'tpu':
+      from bntt_jax.kernels import lif_tpu  # pylint: disable=g-import-not-at-top
+      if lif_tpu.supports(i, mul, add):
+        return lif_tpu.lif_affine_sequence(i, mul, add, self.neuron)
+    if self.lif_kernel == 'cpu' and jnp.promote_types(i.dtype, jnp.float32) == jnp.float32:
       # A bfloat16/float16 synapse's output is widened as the scan widens it: the same numbers.
       i32 = i.astype(jnp.float32)
       if kernels.lif.supports(i32, mul, add) and kernels.lif.available():

@@ -173,7 +173,8 @@ def model_kwargs(config: ml_collections.ConfigDict, num_classes: int, *,
       axis); the CPU kernels (``sparse_conv``, ``lif_kernel``: ``auto``) are
       switched off unless the target is one CPU device, whatever the host's
       own backend (a TPU program compiled on a CPU host must not embed CPU
-      custom calls); ``synapse_precision = auto`` is exact_bf16x3 on GPUs,
+      custom calls), and ``lif_kernel = auto`` on TPUs is their Pallas kernel
+      (``tpu``); ``synapse_precision = auto`` is exact_bf16x3 on GPUs,
       float32 on TPUs and CPUs.
     axis_name: the mesh axis of a network applied inside ``shard_map``.
   """
@@ -186,7 +187,10 @@ def model_kwargs(config: ml_collections.ConfigDict, num_classes: int, *,
   if m.batch_stats == 'per_device':
     norm_kwargs['stat_groups'] = len(devices)
   one_cpu = len(devices) == 1 and devices[0].platform == 'cpu'
-  kernel = lambda setting: setting if one_cpu else 'off'
+  tpu = all(d.platform == 'tpu' for d in devices)
+  kernel = lambda setting: setting if one_cpu and setting != 'tpu' else 'off'
+  # The LIF kernels of the target: the CPU kernel on one CPU device, the Pallas ones on TPUs.
+  lif_kernel = ('tpu' if m.lif_kernel != 'off' else 'off') if tpu else kernel(m.lif_kernel)
   precision = m.synapse_precision
   if precision == 'bfloat16':     # = dtype bfloat16 (then the network ignores the precision)
     dtype, precision = jnp.bfloat16, 'float32'
@@ -200,7 +204,7 @@ def model_kwargs(config: ml_collections.ConfigDict, num_classes: int, *,
               surrogate_alpha=m.surrogate_alpha, neuron=m.neuron, encoding=m.encoding,
               rescale=m.rescale, schedule=m.schedule, unroll=m.unroll, dtype=dtype,
               remat=m.remat, synapse_precision=precision, sparse_conv=kernel(m.sparse_conv),
-              lif_kernel=kernel(m.lif_kernel),
+              lif_kernel=lif_kernel,
               norm_kwargs=norm_kwargs, arch_kwargs=m.arch_kwargs.to_dict(), axis_name=axis_name)
 
 
@@ -228,6 +232,8 @@ def kernels_in_use(model) -> Dict[str, str]:
   def which(kind, setting, serves, why_not):
     if not serves:
       return f'xla ({why_not})'
+    if setting == 'tpu':
+      return 'pallas (TPU kernels, for the layers whose shapes they take)'
     if setting != 'auto':
       return 'xla (off: the setting, or not one CPU device)'
     if not getattr(kernels, kind).available():

@@ -86,7 +86,9 @@ def get_config() -> ml_collections.ConfigDict:
   # recomputes the rest (+33 % FLOPs; VGG9 at T 25 then fits 256 per v5e chip: README).
   config.model.remat = False
   config.model.sparse_conv = 'auto'    # auto (event-driven 3x3 convs of spike inputs, CPU) | off
-  config.model.lif_kernel = 'auto'     # auto (layer schedule: LIF recurrence in a CPU kernel) | off
+  # auto (the layer schedule's LIF: the CPU kernel on one CPU device, Pallas kernels on TPUs)
+  # | tpu (the Pallas kernels; off on other targets) | off
+  config.model.lif_kernel = 'auto'
   config.model.batch_stats = 'global'  # global (over the global batch) | per_device (DDP-style)
   config.model.norm_kwargs = ml_collections.ConfigDict()
   config.model.arch_kwargs = ml_collections.ConfigDict()

@@ -44,7 +44,8 @@ Array = jax.Array
 SCHEDULES = ('layer', 'step')
 ENCODINGS = ('poisson', 'direct', 'frames')
 SPARSE_CONV = ('auto', 'off')
-LIF_KERNEL = ('auto', 'off')
+LIF_KERNEL = ('auto', 'tpu', 'off')
+_BLOCK_LIF_KERNEL = {'auto': 'cpu', 'tpu': 'tpu', 'off': 'off'}
 
 
 @flax.struct.dataclass
@@ -117,7 +118,9 @@ class SpikingNetwork(nn.Module):
       convolutions only.
     lif_kernel: ``auto``: a LIF layer of the ``layer`` schedule (float32
       membranes, any synapse dtype) runs its recurrence in one CPU kernel per
-      pass where it can (:mod:`bntt_jax.kernels.lif`); ``off``: ``lax.scan``.
+      pass where it can (:mod:`bntt_jax.kernels.lif`); ``tpu``: in one Pallas TPU
+      kernel per pass where its shapes allow (:mod:`bntt_jax.kernels.lif_tpu`; a
+      program for TPUs only); ``off``: ``lax.scan``.
     axis_name: the mesh axis the batch is split over, for a network applied
       inside ``jax.shard_map`` (data parallelism: each device runs its examples,
       the norms' statistics span the axis; :mod:`bntt_jax.sharding`). ``None``:
@@ -161,7 +164,7 @@ class SpikingNetwork(nn.Module):
         block(spec, self.num_steps, self.norm, self.norm_kwargs, self.neuron, self.dtype,
               input_kind=kind, synapse_precision=precision(kind),
               sparse_conv=synapses.is_spikes(kind) and self.sparse_conv == 'auto',
-              lif_kernel=self.lif_kernel == 'auto', axis_name=self.axis_name,
+              lif_kernel=_BLOCK_LIF_KERNEL[self.lif_kernel], axis_name=self.axis_name,
               narrow_input=remat_layers, name=name)
         for spec, name, kind in zip(self.layers, names, kinds)]
     self.fc_out = blocks_lib.Synapse('dense', self.num_classes, dtype=self.dtype,

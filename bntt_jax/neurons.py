@@ -206,7 +206,7 @@ def lif_affine_sequence(x: Array, mul: Array, add: Array, p: LIFParams, unroll: 
   the memory of the loop's inputs, outputs and the backward's recomputed membranes. (A
   row-major reshape: free on CPUs and GPUs.)
   """
-  fold = _lane_fold(x, mul)
+  fold = lane_fold(x, mul)
   if fold == 1:
     return _lif_affine(x, mul, add, p, unroll)
   lanes = lambda a: jnp.tile(a, (1, 1, fold))
@@ -214,7 +214,7 @@ def lif_affine_sequence(x: Array, mul: Array, add: Array, p: LIFParams, unroll: 
   return s.reshape(x.shape)
 
 
-def _lane_fold(x: Array, mul: Array) -> int:
+def lane_fold(x: Array, mul: Array) -> int:
   """How many positions' channels fill :data:`LANES` in ``x [k, N, ..., C]``'s last axis
   (1: none; each statistics group's slice must hold whole rows of 128)."""
   c = x.shape[-1]

@@ -22,10 +22,15 @@ def varying_axes(x: Any) -> FrozenSet[str]:
 
 def mark_varying(tree: Any, axes: Iterable[str]) -> Any:
   """``tree``'s arrays typed as varying over ``axes`` as well (same values)."""
-  axes = tuple(sorted(axes))
+  axes = frozenset(axes)
   if not axes:
     return tree
-  return jax.tree_util.tree_map(lambda x: jax.lax.pcast(x, axes, to='varying'), tree)
+
+  def one(x):
+    extra = tuple(sorted(axes - varying_axes(x)))
+    return jax.lax.pcast(x, extra, to='varying') if extra else x
+
+  return jax.tree_util.tree_map(one, tree)
 
 
 def like_inputs(out: Any, *inputs: Any) -> Any:

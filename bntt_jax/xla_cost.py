@@ -13,7 +13,8 @@
 Costs come from XLA's own ``HloCostAnalysis`` run on the program text by this process's CPU
 client (``jax._src.lib._jax.hlo_module_cost_analysis``): FLOPs as XLA counts them, bytes at
 the arrays' logical sizes; a GPU program's cuDNN convolutions, opaque to it, are counted from
-their shapes (:func:`library_flops`). A TPU's own count (``Compiled.cost_analysis()``) also includes the
+their shapes (:func:`library_flops`), and every custom call's bytes as its operands and results
+(:func:`custom_calls`; XLA counts none). A TPU's own count (``Compiled.cost_analysis()``) also includes the
 padding of its tiled layouts (a minor dimension of 64 fills half of 128 lanes).
 """
 from __future__ import annotations
@@ -173,6 +174,35 @@ def library_flops(comps: Dict[str, Computation], names) -> float:
   return flops
 
 
+def _is_kernel(target: str) -> bool:
+  """A custom call that computes (a Pallas/Mosaic kernel, a cuDNN or cuBLAS call, this
+  library's FFI kernels), not a TPU compiler's bookkeeping (``AllocateBuffer``,
+  ``ConcatBitcast``)."""
+  return target == 'tpu_custom_call' or target.startswith(('__cudnn$', '__cublas$', 'bntt_'))
+
+
+def custom_calls(comps: Dict[str, Computation], names) -> Tuple[float, int]:
+  """Bytes of the computing custom calls (:func:`_is_kernel`) in computations ``names``, each
+  operand read and each result written once, and how many custom calls there are in all.
+  XLA's cost analysis cannot see into a custom call and counts each as -1 FLOP and -1 byte;
+  a kernel whose blocks tile its arrays (this library's) moves exactly this."""
+  nbytes, count = 0.0, 0
+  for name in names:
+    comp = comps[name]
+    shapes = {n: sh for n, sh, _, _ in comp.instructions}
+    for _, shape, op, rest in comp.instructions:
+      if op != 'custom-call':
+        continue
+      count += 1
+      target = re.search(r'custom_call_target="([^"]+)"', rest)
+      if not (target and _is_kernel(target.group(1))):
+        continue
+      operands = [a.strip().split(' ')[-1].lstrip('%')
+                  for a in rest.split(')', 1)[0].split(',') if a.strip()]
+      nbytes += array_bytes(shape) + sum(array_bytes(shapes.get(a, '')) for a in operands)
+  return nbytes, count
+
+
 def _precision_key(operand_shapes, rest: str) -> str:
   """``bf16`` for 16-bit float operands (one pass of a bf16 matrix unit), else
   ``f32/<operand precision>`` (``highest``, ``high`` or ``default``)."""
@@ -316,7 +346,9 @@ def program_cost(hlo_text: str) -> ProgramCost:
   def once(root: str) -> Tuple[float, float, Dict[str, float]]:
     flops, nbytes = _xla_cost(hlo_text if root == entry else _module_text(comps, root))
     names = closure(comps, root)
-    return flops + library_flops(comps, names), nbytes, matmuls(comps, names)
+    call_bytes, calls = custom_calls(comps, names)
+    return (flops + calls + library_flops(comps, names), nbytes + calls + call_bytes,
+            matmuls(comps, names))
 
   @functools.lru_cache(maxsize=None)
   def cost(root: str) -> Tuple[float, float, Dict[str, float]]:

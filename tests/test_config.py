@@ -71,7 +71,7 @@ def _bad(**changes):
     ({'eval__timesteps': 11}, 'eval timesteps 11 is not accepted: an integer in 1..10'),
     ({'model__norm': 'bn', 'model__schedule': 'step'}, "schedule for norm bn 'step'"),
     ({'model__sparse_conv': 'on'}, "sparse_conv 'on' is not accepted: one of auto, off"),
-    ({'model__lif_kernel': 'on'}, "lif_kernel 'on' is not accepted: one of auto, off"),
+    ({'model__lif_kernel': 'on'}, "lif_kernel 'on' is not accepted: one of auto, tpu, off"),
 ])
 def test_validate_names_the_bad_value(changes, message):
   with pytest.raises(ConfigError) as e:

@@ -127,7 +127,7 @@ def test_unavailable_kernel_is_a_clear_error_and_the_network_falls_back(monkeypa
 
 
 def test_bad_lif_kernel_setting_is_one_line_error():
-  with pytest.raises(ValueError, match="lif_kernel 'yes' is not accepted: one of auto, off"):
+  with pytest.raises(ValueError, match="lif_kernel 'yes' is not accepted: one of auto, tpu, off"):
     _net('yes').init({'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(1)},
                      jnp.zeros((1, 8, 8, 3)), train=False)
 

@@ -1,10 +1,12 @@
-"""CPU kernels: C++ XLA FFI handlers for one Linux CPU device, and their JAX bindings.
+"""Kernels: C++ XLA FFI handlers for one Linux CPU device, and Pallas kernels for TPUs.
 
 * :mod:`.sparse_conv` (``sparse_conv.cc``): event-driven 3x3 convolutions of spike inputs,
   forward and weight gradient from the nonzeros.
 * :mod:`.lif` (``lif.cc``): the ``layer`` schedule's fused norm-affine LIF recurrence, each
   pass in one kernel, the backward recomputing the membranes.
 * :mod:`.build`: compiles a source once per machine into a cache and registers its handlers.
+* :mod:`.lif_tpu`: the same LIF recurrence as Pallas TPU kernels (nothing to build: Mosaic
+  compiles them with the program; imported only by a model that runs them).
 
 The blocks use a kernel where it is available and takes the operands, and XLA's operations
 otherwise (equal results up to float32 rounding). :func:`prepare` builds both ahead of use
