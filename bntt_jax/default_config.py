@@ -83,7 +83,8 @@ def get_config() -> ml_collections.ConfigDict:
   # target (exact_bf16x3 on GPUs, float32 on TPUs, whose step is bandwidth-bound, and CPUs).
   config.model.synapse_precision = 'auto'   # auto | float32 | exact_bf16x3 | bfloat16
   # remat: the backward keeps of each block only its input (int8 spikes, bf16 pooled spikes) and
-  # recomputes the rest (+33 % FLOPs; VGG9 at T 25 then fits 256 per v5e chip: README).
+  # recomputes the rest (+33 % FLOPs; with the scan VGG9 at T 25 then fits 256 per v5e chip, with
+  # the TPU LIF kernels 360 without it: README).
   config.model.remat = False
   config.model.sparse_conv = 'auto'    # auto (event-driven 3x3 convs of spike inputs, CPU) | off
   # auto (the layer schedule's LIF: the CPU kernel on one CPU device, Pallas kernels on TPUs)

@@ -32,6 +32,8 @@ SLICES = [
     ('cifar10 exact_bf16x3', 'configs/cifar10.py', 'v5e:1x1', B64 + X3, ''),
     ('cifar10 remat', 'configs/cifar10.py', 'v5e:1x1', B64 + ['--config.model.remat=True'],
      'configured'),
+    ('cifar10 LIF scan', 'configs/cifar10.py', 'v5e:1x1', B64 + ['--config.model.lif_kernel=off'],
+     ''),
     ('cifar10_surrogate', 'configs/cifar10_surrogate.py', 'v5e:1x1', B64, ''),
     ('cifar10', 'configs/cifar10.py', 'v5e:2x2', B64, ''),
     ('cifar10', 'configs/cifar10.py', 'v5e:4x4', ['--config.train.batch_size=256',

@@ -67,16 +67,22 @@ def test_vgg9_per_chip_work_on_v5e_slices_is_one_chips_share(monkeypatch):
     for step in (t, e):
       assert 'all-gather' not in step['collectives'] and 'all-to-all' not in step['collectives']
       assert step['largest_gathered_bytes'] == 0
-    # The kernels are CPU-only: a TPU program has none of their custom calls.
-    assert r['kernels'] == {'sparse_conv': 'off', 'lif_kernel': 'off'}
+    # The CPU kernels are CPU-only: a TPU program has none of their custom calls; its LIF
+    # layers run the Pallas kernels, inside shard_map on each chip's examples.
+    assert r['kernels'] == {'sparse_conv': 'off', 'lif_kernel': 'tpu'}
+    assert t['loops'] == 0
   # What is all-reduced (statistics, the gradient, metrics) does not grow with the batch.
   ar4 = reports[4]['train']['collectives']['all-reduce']['bytes']
   ar16 = reports[16]['train']['collectives']['all-reduce']['bytes']
   assert ar4 == ar16 and grads <= ar4 <= grads * 1.1, (ar4, ar16, grads)
-  # Weak scaling of the roofline bound: per-chip images/s within 10 % of one chip's.
-  bound1 = reports[1]['train_roofline']['img_per_s_per_chip']
+  # Weak scaling: per chip, a slice's step moves what one chip's moves plus its all-reduce's
+  # traffic (the gradient read and written, and copied into and out of the combined buffer).
+  # Measured with the Pallas LIF kernels: 603.0 MB on 1 chip, 699.2 MB on 4 (96.2 MB more, 4.03x
+  # the 23.8 MB all-reduced). At 2 examples and T 2 per chip that is 14 % of the bound, which was
+  # asserted within 10 % while the LIF scans' traffic hid it.
   for chips in (4, 16):
-    assert reports[chips]['train_roofline']['img_per_s_per_chip'] >= 0.9 * bound1
+    t = reports[chips]['train']
+    assert t['bytes_accessed'] <= one['bytes_accessed'] + 4.5 * ar4, (chips, t['bytes_accessed'])
 
 
 @pytest.mark.full
