@@ -106,9 +106,11 @@ def test_pallas_lif_refuses_what_it_does_not_take(shape, groups, dtype):
     lif_tpu.lif_affine_sequence(x, mul, add, neurons.LIFParams(), interpret=True)
 
 
-def test_network_with_the_tpu_lif_kernel_equals_the_scan(monkeypatch):
-  """A small network with ``lif_kernel='tpu'`` (the kernels interpreted on CPU): loss, spike
-  counts, running statistics and every gradient equal to the scan's (``off``)."""
+@pytest.mark.parametrize('remat', [False, True])
+def test_network_with_the_tpu_lif_kernel_equals_the_scan(monkeypatch, remat):
+  """A small network with ``lif_kernel='tpu'`` (the kernels interpreted on CPU), with and
+  without remat: loss, spike counts, running statistics and every gradient equal to the
+  scan's (``off``)."""
   real = lif_tpu.lif_affine_sequence
   calls = []
 
@@ -123,7 +125,7 @@ def test_network_with_the_tpu_lif_kernel_equals_the_scan(monkeypatch):
   (_, l_k, s_k, sp_k, g_k), (_, l_o, s_o, sp_o, g_o) = (
       step_fixtures.init_and_step(
           network.SpikingNetwork(layers=layers, num_classes=10, num_steps=3, lif_kernel=lif,
-                                 sparse_conv='off'), x, y)
+                                 sparse_conv='off', remat=remat), x, y)
       for lif in ('tpu', 'off'))
   assert set(calls) == {(3, 2, 256), (3, 2, 8, 8, 64), (3, 2, 8, 8, 128)}
   assert all(float(jnp.sum(s)) > 0 for s in jax.tree.leaves(sp_k))
