@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional, Tuple
 
+from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -166,6 +167,10 @@ class SpikingBlock(nn.Module):
       from bntt_jax.kernels import lif_tpu  # pylint: disable=g-import-not-at-top
       if lif_tpu.supports(i, mul, add):
         return lif_tpu.lif_affine_sequence(i, mul, add, self.neuron)
+      # Said when the step is traced: the scan moves several times the kernels' bytes.
+      logging.warning('layer %s: the TPU LIF kernels do not take its input %s%s (see '
+                      'kernels.lif_tpu.supports); it runs lax.scan', self.name or '?',
+                      i.dtype, list(i.shape))
     if self.lif_kernel == 'cpu' and jnp.promote_types(i.dtype, jnp.float32) == jnp.float32:
       # A bfloat16/float16 synapse's output is widened as the scan widens it: the same numbers.
       i32 = i.astype(jnp.float32)

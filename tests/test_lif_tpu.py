@@ -133,3 +133,23 @@ def test_network_with_the_tpu_lif_kernel_equals_the_scan(monkeypatch, remat):
   jax.tree.map(np.testing.assert_array_equal, sp_k, sp_o)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_k, s_o)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_k, g_o)
+
+
+def test_a_layer_the_kernels_do_not_take_runs_the_scan_and_says_so(caplog):
+  """48 channels (neither a multiple nor a divisor of 128): the block warns and runs the scan,
+  with the scan's numbers. Before the warning a layer fell back silently (checked: this test
+  fails without the log line)."""
+  layers = (models.conv(48),)
+  x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (2, 4, 4, 3)), jnp.float32)
+  y = jnp.arange(2)
+  with caplog.at_level('WARNING'):
+    _, l_k, _, _, g_k = step_fixtures.init_and_step(
+        network.SpikingNetwork(layers=layers, num_classes=10, num_steps=2, lif_kernel='tpu',
+                               sparse_conv='off'), x, y)
+  assert "layer conv1: the TPU LIF kernels do not take its input float32[2, 2, 4, 4, 48]" in (
+      caplog.text)
+  _, l_o, _, _, g_o = step_fixtures.init_and_step(
+      network.SpikingNetwork(layers=layers, num_classes=10, num_steps=2, lif_kernel='off',
+                             sparse_conv='off'), x, y)
+  np.testing.assert_array_equal(l_k, l_o)
+  jax.tree.map(np.testing.assert_array_equal, g_k, g_o)
