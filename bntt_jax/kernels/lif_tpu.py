@@ -8,7 +8,7 @@ backward, README). Here each grid step copies a block, ``[T, rows, lanes]``, of 
 into VMEM and runs its whole time line there:
 
 * forward: reads the input once, writes the spikes once, as int8 (the residual; the float spikes
-  the next layer takes are a convert XLA fuses into their consumers);
+  the next layer takes are a convert of them, which XLA fuses into a consumer or writes out);
 * backward: reads the input, the int8 spikes and the spikes' gradient once, recomputes the
   membranes into VMEM scratch (the resets from the saved spikes, as the scan's backward does),
   runs the reverse recurrence and writes the input's gradient and, per block, the partial sums of
