@@ -14,8 +14,8 @@ Costs come from XLA's own ``HloCostAnalysis`` run on the program text by this pr
 client (``jax._src.lib._jax.hlo_module_cost_analysis``): FLOPs as XLA counts them, bytes at
 the arrays' logical sizes; a GPU program's cuDNN convolutions, opaque to it, are counted from
 their shapes (:func:`library_flops`), and every custom call's bytes as its operands and results
-(:func:`custom_calls`; XLA counts none). A TPU's own count (``Compiled.cost_analysis()``) also includes the
-padding of its tiled layouts (a minor dimension of 64 fills half of 128 lanes).
+(:func:`custom_calls`; XLA counts none). A TPU's own count (``Compiled.cost_analysis()``) also
+includes the padding of its tiled layouts (a minor dimension of 64 fills half of 128 lanes).
 """
 from __future__ import annotations
 
@@ -145,6 +145,17 @@ def _dims(shape_text: str) -> Tuple[int, ...]:
   return tuple(int(d) for d in m.group(2).split(',') if d) if m else ()
 
 
+def _operand_names(rest: str) -> List[str]:
+  """The operand names of an instruction, from the text after its opcode's ``(``."""
+  return [a.strip().split(' ')[-1].lstrip('%') for a in rest.split(')', 1)[0].split(',')]
+
+
+def _call_target(op: str, rest: str) -> str:
+  """A custom call's ``custom_call_target`` ('' for any other instruction)."""
+  m = re.search(r'custom_call_target="([^"]+)"', rest) if op == 'custom-call' else None
+  return m.group(1) if m else ''
+
+
 def _library_conv_flops(target: str, shape: str, ops, rest: str) -> float:
   """``2 prod(y) prod(w) / C_out`` for a cuDNN convolution's forward output ``y`` and kernel
   ``w`` (the same count for its two gradients)."""
@@ -165,12 +176,10 @@ def library_flops(comps: Dict[str, Computation], names) -> float:
     comp = comps[name]
     shapes = {n: sh for n, sh, _, _ in comp.instructions}
     for _, shape, op, rest in comp.instructions:
-      target = re.search(r'custom_call_target="([^"]+)"', rest) if op == 'custom-call' else None
-      if target and target.group(1) in _CONV_ROLES:
-        operands = [a.strip().split(' ')[-1].lstrip('%')
-                    for a in rest.split(')', 1)[0].split(',')]
-        flops += _library_conv_flops(target.group(1), shape,
-                                     [shapes.get(a, '') for a in operands[:2]], rest)
+      target = _call_target(op, rest)
+      if target in _CONV_ROLES:
+        flops += _library_conv_flops(target, shape,
+                                     [shapes.get(a, '') for a in _operand_names(rest)[:2]], rest)
   return flops
 
 
@@ -194,12 +203,9 @@ def custom_calls(comps: Dict[str, Computation], names) -> Tuple[float, int]:
       if op != 'custom-call':
         continue
       count += 1
-      target = re.search(r'custom_call_target="([^"]+)"', rest)
-      if not (target and _is_kernel(target.group(1))):
-        continue
-      operands = [a.strip().split(' ')[-1].lstrip('%')
-                  for a in rest.split(')', 1)[0].split(',') if a.strip()]
-      nbytes += array_bytes(shape) + sum(array_bytes(shapes.get(a, '')) for a in operands)
+      if _is_kernel(_call_target(op, rest)):
+        nbytes += array_bytes(shape) + sum(array_bytes(shapes.get(a, ''))
+                                           for a in _operand_names(rest))
   return nbytes, count
 
 
@@ -240,15 +246,13 @@ def matmuls(comps: Dict[str, Computation], names) -> Dict[str, float]:
     comp = comps[name]
     shapes = {n: sh for n, sh, _, _ in comp.instructions}
     for _, shape, op, rest in comp.instructions:
-      operands = [a.strip().split(' ')[-1].lstrip('%') for a in rest.split(')', 1)[0].split(',')]
-      ops = tuple(shapes.get(a, '') for a in operands[:2])
+      ops = tuple(shapes.get(a, '') for a in _operand_names(rest)[:2])
+      target = _call_target(op, rest)
       flops = 0.0
       if op in ('convolution', 'dot') and all(ops):
         flops = _single_op_flops(shape, op, rest, ops)
-      elif op == 'custom-call':
-        target = re.search(r'custom_call_target="([^"]+)"', rest)
-        if target and target.group(1) in _CONV_ROLES:
-          flops = _library_conv_flops(target.group(1), shape, ops, rest)
+      elif target in _CONV_ROLES:
+        flops = _library_conv_flops(target, shape, ops, rest)
       if flops:
         key = _precision_key(ops, rest)
         out[key] = out.get(key, 0.0) + flops
