@@ -187,10 +187,12 @@ def model_kwargs(config: ml_collections.ConfigDict, num_classes: int, *,
   if m.batch_stats == 'per_device':
     norm_kwargs['stat_groups'] = len(devices)
   one_cpu = len(devices) == 1 and devices[0].platform == 'cpu'
-  tpu = all(d.platform == 'tpu' for d in devices)
-  kernel = lambda setting: setting if one_cpu and setting != 'tpu' else 'off'
+  kernel = lambda setting: setting if one_cpu else 'off'
   # The LIF kernels of the target: the CPU kernel on one CPU device, the Pallas ones on TPUs.
-  lif_kernel = ('tpu' if m.lif_kernel != 'off' else 'off') if tpu else kernel(m.lif_kernel)
+  if all(d.platform == 'tpu' for d in devices):
+    lif_kernel = 'off' if m.lif_kernel == 'off' else 'tpu'
+  else:
+    lif_kernel = kernel('off' if m.lif_kernel == 'tpu' else m.lif_kernel)
   precision = m.synapse_precision
   if precision == 'bfloat16':     # = dtype bfloat16 (then the network ignores the precision)
     dtype, precision = jnp.bfloat16, 'float32'

@@ -146,13 +146,18 @@ def _cost(*arrays) -> pl.CostEstimate:
                          bytes_accessed=sum(a.size * a.dtype.itemsize for a in arrays))
 
 
+def _integrate(p: neurons.LIFParams, u, x_ref, m_ref, a_ref, t):
+  """Step ``t``'s membrane before the spike, in neurons._integrate's arithmetic:
+  ``leak * u + (x * mul + add)``; the forward and the backward's recomputation both call it."""
+  return p.leak * u + (x_ref[t].astype(jnp.float32) * m_ref[pl.ds(t, 1), :]
+                       + a_ref[pl.ds(t, 1), :])
+
+
 def _forward_kernel(x_ref, m_ref, a_ref, s_ref, *, p: neurons.LIFParams):
   steps, rb, lanes = x_ref.shape
 
   def step(t, u):
-    # neurons._integrate's arithmetic: leak * u + (x * mul + add)
-    u = p.leak * u + (x_ref[t].astype(jnp.float32) * m_ref[pl.ds(t, 1), :]
-                      + a_ref[pl.ds(t, 1), :])
+    u = _integrate(p, u, x_ref, m_ref, a_ref, t)
     s = (u > p.threshold).astype(jnp.float32)
     s_ref[t] = s.astype(s_ref.dtype)
     return u - p.threshold * s
@@ -165,8 +170,7 @@ def _backward_kernel(x_ref, m_ref, a_ref, s_ref, g_ref, dx_ref, dm_ref, da_ref, 
   steps, rb, lanes = x_ref.shape
 
   def recompute(t, u):
-    u = p.leak * u + (x_ref[t].astype(jnp.float32) * m_ref[pl.ds(t, 1), :]
-                      + a_ref[pl.ds(t, 1), :])
+    u = _integrate(p, u, x_ref, m_ref, a_ref, t)
     u_ref[t] = u
     return u - p.threshold * s_ref[t].astype(jnp.float32)
 
