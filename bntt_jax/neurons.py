@@ -162,11 +162,6 @@ class LIF(nn.Module):
     return lif_step(u, current, self.settings)
 
 
-def _affine_bshape(mul: Array, ndim: int) -> Tuple[int, ...]:
-  """``mul [k, G, C]`` -> a shape broadcasting against grouped ``[k, G, n, ..., C]``."""
-  return mul.shape[:2] + (1,) * (ndim - 3) + mul.shape[-1:]
-
-
 # The lane width of a TPU vector register (and the minor tile of its float32 arrays): an array
 # whose last axis is shorter is padded up to it in memory.
 LANES = 128
@@ -185,9 +180,10 @@ def lif_affine_sequence(x: Array, mul: Array, add: Array, p: LIFParams, unroll: 
   ``mul`` needs anyway) and the spikes, as int8. The backward recomputes the
   membranes with a forward scan of the same arithmetic, the reset taken from the
   saved spikes (so the recomputed membranes follow the forward's exactly, and a
-  rounding difference could never flip a reset), then runs the reverse scan.
-  No ``[k, ...]`` float membrane outlives the forward pass; the recomputed one
-  lives only while this layer's backward runs. (Recomputing backwards in time,
+  rounding difference could never flip a reset), and writes each step's surrogate
+  term over the incoming gradient; the reverse scan then writes the input gradient
+  over that. No ``[k, ...]`` membrane is stored, and the backward holds one float
+  ``[k, ...]`` buffer beyond its residuals. (Recomputing backwards in time,
   ``u[t-1] = (u[t] - I[t]) / leak``, would need no temporary but amplifies
   rounding by ``leak ** -k``: 169x over 100 steps at leak 0.95.)
 
@@ -230,12 +226,19 @@ def _lif_affine(x: Array, mul: Array, add: Array, p: LIFParams, unroll: int = 1)
   return _lif_affine_fwd(x, mul, add, p, unroll)[0]
 
 
-def _grouped(x: Array, mul: Array) -> Tuple[Array, Tuple[int, ...], Any]:
-  """``x [k, N, ...]`` as ``[k, G, N / G, ...]``, the broadcast shape of a step's
-  ``mul``/``add``, and the membrane dtype."""
+def _grouped(x: Array, mul: Array) -> Tuple[Array, Tuple[int, ...], Tuple[int, ...], Any]:
+  """``x [k, N, ...]`` as ``[k, G, N / G, ...]`` (as it is for one group), the broadcast
+  shape of a step's ``mul``/``add`` against a step of it, the axes of a step that its
+  statistics reduce (all but ``G`` and ``C``), and the membrane dtype.
+
+  One group adds no unit axis: XLA:CPU gives ``[k, 1, N, ...]`` a layout of its own and
+  copies ``x`` into it, a copy that lived from the forward to the backward."""
   g = mul.shape[1]
-  xg = x.reshape(x.shape[:1] + (g, x.shape[1] // g) + x.shape[2:])
-  return xg, _affine_bshape(mul, xg.ndim)[1:], jnp.promote_types(x.dtype, jnp.float32)
+  xg = x if g == 1 else x.reshape(x.shape[:1] + (g, x.shape[1] // g) + x.shape[2:])
+  lead = () if g == 1 else (g,)
+  bshape = lead + (1,) * (xg.ndim - 2 - len(lead)) + mul.shape[-1:]
+  red = tuple(range(len(lead), xg.ndim - 2))
+  return xg, bshape, red, jnp.promote_types(x.dtype, jnp.float32)
 
 
 def _integrate(p: LIFParams, u, xt, mt, at, bshape, dt):
@@ -244,48 +247,72 @@ def _integrate(p: LIFParams, u, xt, mt, at, bshape, dt):
                        at.reshape(bshape).astype(dt))
 
 
+def _after(a: Array, shape: Tuple[int, ...], dtype: Any) -> Array:
+  """An array of ``shape`` whose values do not matter (each is written, or replaced by zero,
+  before it is read), created only once ``a`` exists: a broadcast of one of ``a``'s values.
+
+  The scans below carry such arrays instead of zeros or a scan's own stacked outputs (which
+  start as zeros): XLA:CPU's scheduler creates a constant array at the program's start, so
+  every layer's loop buffers were live through the whole training step."""
+  return jnp.broadcast_to(a.reshape(-1)[0].astype(dtype), shape)
+
+
 def _lif_affine_fwd(x, mul, add, p, unroll):
-  xg, bshape, dt = _grouped(x, mul)
+  xg, bshape, _, dt = _grouped(x, mul)
 
-  def body(u, inp):
-    u = _integrate(p, u, *inp, bshape, dt)
-    s = (u > p.threshold).astype(dt)
-    return u - p.threshold * s, s
+  def body(carry, inp):
+    u, s = carry       # the membrane (zero before the first step) and the spikes so far
+    t, xt, mt, at = inp
+    u = _integrate(p, jnp.where(t == 0, 0.0, u), xt, mt, at, bshape, dt)
+    st = (u > p.threshold).astype(dt)
+    return (u - p.threshold * st, jax.lax.dynamic_update_index_in_dim(s, st, t, 0)), None
 
-  u0 = vma.like_inputs(jnp.zeros(xg.shape[1:], dt), x, mul, add)
-  _, s = jax.lax.scan(body, u0, (xg, mul, add), unroll=unroll)
+  u0 = vma.like_inputs(_after(x, xg.shape[1:], dt), mul, add)
+  s0 = vma.like_inputs(_after(x, xg.shape, dt), mul, add)
+  (_, s), _ = jax.lax.scan(body, (u0, s0), (jnp.arange(x.shape[0]), xg, mul, add),
+                           unroll=unroll)
   return s.reshape(x.shape), (x, mul, add, s.astype(jnp.int8))
 
 
 def _lif_affine_bwd(p, unroll, res, g_s):
   x, mul, add, spikes = res
-  xg, bshape, dt = _grouped(x, mul)
+  xg, bshape, red, dt = _grouped(x, mul)
+  steps = jnp.arange(x.shape[0])
+  # One [k, ...] buffer: the incoming gradient, overwritten step by step first by the
+  # surrogate term, then by the input gradient. Starting from the cotangent, it exists only
+  # once this layer's backward can run (see _after).
+  buf = vma.like_inputs(g_s.reshape(xg.shape).astype(dt), x, mul, add)
 
-  def recompute(u, inp):
-    xt, mt, at, st = inp
-    u = _integrate(p, u, xt, mt, at, bshape, dt)
-    return u - p.threshold * st.astype(dt), u
+  def surrogate_term(carry, inp):
+    # Recomputes the membrane with the forward's arithmetic, the reset from the saved
+    # spikes (so a rounding difference could never flip a reset).
+    u, buf = carry
+    t, xt, mt, at, st = inp
+    u = _integrate(p, jnp.where(t == 0, 0.0, u), xt, mt, at, bshape, dt)
+    gt = jax.lax.dynamic_index_in_dim(buf, t, keepdims=False)
+    e = gt * p.surrogate.grad(u / p.threshold - 1.0).astype(dt) / p.threshold
+    return (u - p.threshold * st.astype(dt),
+            jax.lax.dynamic_update_index_in_dim(buf, e, t, 0)), None
 
-  u0 = vma.like_inputs(jnp.zeros(xg.shape[1:], dt), x, mul, add)
-  _, upre = jax.lax.scan(recompute, u0, (xg, mul, add, spikes), unroll=unroll)
-  gg = g_s.reshape(upre.shape).astype(dt)
-  red = tuple(range(1, xg.ndim - 2))   # a step's slice [G, n, ..., C]: all but G and C
+  u0 = vma.like_inputs(_after(buf, xg.shape[1:], dt), x, mul, add)
+  (_, buf), _ = jax.lax.scan(surrogate_term, (u0, buf), (steps, xg, mul, add, spikes),
+                             unroll=unroll)
 
-  def body(delta, inp):
-    gt, ut, xt, mt = inp
+  def body(carry, inp):
     # delta_t = dL/du_pre_t: the spike's surrogate term plus the leaked future
     # (the reset carries no gradient).
-    delta = gt * p.surrogate.grad(ut / p.threshold - 1.0).astype(dt) / p.threshold \
-        + p.leak * delta
+    delta, buf = carry
+    t, xt, mt = inp
+    delta = jax.lax.dynamic_index_in_dim(buf, t, keepdims=False) + p.leak * jnp.where(
+        t == x.shape[0] - 1, 0.0, delta)
     dx = delta * mt.reshape(bshape).astype(dt)
-    xt32 = xt.astype(dt)
-    dmul = jnp.sum(delta * xt32, axis=red)
-    dadd = jnp.sum(delta, axis=red)
-    return delta, (dx, dmul, dadd)
+    dmul = jnp.sum(delta * xt.astype(dt), axis=red).reshape(mt.shape)
+    dadd = jnp.sum(delta, axis=red).reshape(mt.shape)
+    return (delta, jax.lax.dynamic_update_index_in_dim(buf, dx, t, 0)), (dmul, dadd)
 
-  delta0 = vma.like_inputs(jnp.zeros(upre.shape[1:], dt), gg, upre, xg, mul)
-  _, (dx, dmul, dadd) = jax.lax.scan(body, delta0, (gg, upre, xg, mul),
-                                     reverse=True, unroll=unroll)
+  delta0 = vma.like_inputs(_after(buf, xg.shape[1:], dt), x, mul)
+  (_, dx), (dmul, dadd) = jax.lax.scan(body, (delta0, buf), (steps, xg, mul),
+                                       reverse=True, unroll=unroll)
   return (vma.cotangent_for(dx.reshape(x.shape).astype(x.dtype), x),
           vma.cotangent_for(dmul.astype(mul.dtype), mul),
           vma.cotangent_for(dadd.astype(add.dtype), add))
