@@ -48,18 +48,27 @@ def test_pallas_lif_equals_the_scan(surrogate, shape, groups, dtype):
                                atol=1e-5 * max(1.0, float(np.abs(b32).max())))
 
 
-@pytest.mark.parametrize('shape,budget_rows,block', [
-    ((4, 8, 8, 8, 64), 64, (64, 128)),     # 256 rows of the 128-lane view in 4 blocks
-    ((3, 8, 1024), 8, (8, 512)),           # 2 lane blocks of a dense layer
-    ((3, 64, 384), 32, (32, 384))])        # 3 lane tiles in one block, 2 row blocks
-def test_pallas_lif_in_many_blocks_equals_the_scan(monkeypatch, shape, budget_rows, block):
-  """Several grid steps along rows and lanes (a smaller VMEM budget): the same numbers."""
-  lanes = block[1]
+@pytest.mark.parametrize('shape,budget_rows,lanes,layout', [
+    # steps: 128 rows of a dense layer's 128-lane view in 2 blocks; 2 lane blocks of a dense
+    # layer; 3 lane tiles in one block, 2 row blocks
+    ((4, 256, 64), 64, 128, lif_tpu.Layout('steps', 128, (64, 128))),
+    ((3, 8, 1024), 8, 512, lif_tpu.Layout('steps', 1024, (8, 512))),
+    ((3, 64, 384), 32, 384, lif_tpu.Layout('steps', 384, (32, 384))),
+    # positions: 64 channels (on 128 lanes), 16 position blocks (8 examples take a VMEM tile
+    # of 32 int8 rows); the batch in 2 blocks of 32, 4 position blocks; 2 position blocks, 2
+    # channel blocks of 512
+    ((4, 8, 8, 8, 64), 64, 128, lif_tpu.Layout('positions', 64, (4, 8, 64))),
+    ((3, 64, 2, 2, 256), 32, 256, lif_tpu.Layout('positions', 256, (1, 32, 256))),
+    ((2, 8, 2, 3, 1024), 32, 512, lif_tpu.Layout('positions', 1024, (3, 8, 512)))])
+def test_pallas_lif_in_many_blocks_equals_the_scan(monkeypatch, shape, budget_rows, lanes,
+                                                   layout):
+  """Several grid steps along every axis of the grid (a smaller VMEM budget): the same
+  numbers."""
   monkeypatch.setattr(lif_tpu, 'VMEM_BUDGET',
                       shape[0] * budget_rows * lif_tpu._bytes_per_row_step(lanes, 4))
   p = neurons.LIFParams(0.9, 1.1)
   x, mul, add, g = _operands(shape, 1, jnp.float32, seed=3)
-  assert lif_tpu._layout(x, mul)[1:] == block
+  assert lif_tpu._layout(x, mul) == layout
   s_k, vjp_k = jax.vjp(lambda *a: lif_tpu.lif_affine_sequence(*a, p, interpret=True),
                        x, mul, add)
   s_r, vjp_r = jax.vjp(lambda *a: neurons.lif_affine_sequence(*a, p), x, mul, add)
@@ -68,15 +77,17 @@ def test_pallas_lif_in_many_blocks_equals_the_scan(monkeypatch, shape, budget_ro
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * max(1.0, float(np.abs(b).max())))
 
 
-def test_pallas_lif_keeps_only_the_input_and_int8_spikes():
+@pytest.mark.parametrize('shape,view', [
+    ((4, 2, 8, 8, 64), (64, 4, 2, 64)),    # a convolution's: positions, T, batch, channels
+    ((4, 16, 64), (4, 1, 8, 128))])        # a dense layer's: steps on 128 lanes
+def test_pallas_lif_keeps_only_the_input_and_int8_spikes(shape, view):
   from jax._src.ad_checkpoint import saved_residuals  # pylint: disable=g-import-not-at-top
   p = neurons.LIFParams()
-  x, mul, add, _ = _operands((4, 2, 8, 8, 64), 1, jnp.float32)
+  x, mul, add, _ = _operands(shape, 1, jnp.float32)
   res = saved_residuals(
       lambda *a: lif_tpu.lif_affine_sequence(*a, p, interpret=True).sum(), x, mul, add)
   big = sorted(((a.shape, a.dtype) for a, _ in res if a.size == x.size), key=str)
-  assert big == sorted([((4, 1, 64, 128), jnp.float32), ((4, 1, 64, 128), jnp.int8)],
-                       key=str), res
+  assert big == sorted([(view, jnp.float32), (view, jnp.int8)], key=str), res
 
 
 def test_block_rows_fit_the_vmem_budget_and_tile_int8():
@@ -93,11 +104,28 @@ def test_block_rows_fit_the_vmem_budget_and_tile_int8():
   assert lif_tpu.block_rows(10_000, 4096, 128, 4) is None
 
 
+def test_position_blocks_fit_the_vmem_budget_in_whole_tiles():
+  """VGG9's convolutions in the positions view. At 2 examples a chip (what the slices tests
+  compile) VMEM holds each position's examples in a tile of 8 rows (32-bit values) or 32
+  (int8): counted as 2 rows, conv1's blocks at T 25 took 64 positions, 4.7x the budget."""
+  # per position: 25 steps x 128 lanes x (8 rows x 28 bytes of the 32-bit operands + 32 rows x
+  # 2 bytes of the double-buffered int8 spikes)
+  per_position = 25 * 128 * (8 * 28 + 32 * 2)
+  assert lif_tpu.position_blocks(25, 1024, 2, 64, 4) == (8, 2, 64)     # conv1, batch 2
+  assert 8 * per_position <= lif_tpu.VMEM_BUDGET < 16 * per_position
+  assert lif_tpu.position_blocks(25, 1024, 64, 64, 4) == (2, 64, 64)   # conv1, batch 64
+  assert lif_tpu.position_blocks(25, 64, 16, 256, 4)[1:] == (16, 256)   # conv5, batch 16
+  assert lif_tpu.position_blocks(25, 64, 384, 256, 4) == (1, 64, 256)   # 384: blocks of 64
+  # no multiple of 32 divides 360, nothing fits 10,000 steps: the steps view, or the scan
+  assert lif_tpu.position_blocks(25, 64, 360, 256, 4) is None
+  assert lif_tpu.position_blocks(10_000, 64, 64, 256, 4) is None
+
+
 @pytest.mark.parametrize('shape,groups,dtype', [
     ((4, 2, 3, 3, 48), 1, jnp.float32),    # 48 channels: neither a multiple nor a divisor of 128
     ((4, 3, 4, 4, 64), 2, jnp.float32),    # 3 examples in 2 groups
     ((4, 2, 256), 1, jnp.float16),
-    ((4, 1, 3, 1, 64), 1, jnp.float32)])   # 192 values a step: not whole rows of 128
+    ((4, 3, 64), 1, jnp.float32)])         # a dense layer, 192 values a step: not rows of 128
 def test_pallas_lif_refuses_what_it_does_not_take(shape, groups, dtype):
   x, mul, add, _ = _operands(shape[:1] + (max(shape[1], groups),) + shape[2:], groups, dtype)
   x = x[:, :shape[1]]

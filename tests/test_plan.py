@@ -7,6 +7,7 @@ collectives of the real ``train.parallel_train_step`` / ``parallel_eval_step``.
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -137,6 +138,55 @@ def test_vgg9_on_one_v5e_chip_runs_its_lif_layers_in_pallas_kernels():
   assert kernel['temp_bytes'] < 0.6 * scan['temp_bytes']
   assert kernel['bytes_accessed'] < 0.65 * scan['bytes_accessed']
   assert abs(kernel['flops'] + scan['loop_flops'] - scan['flops']) < 0.01 * scan['flops']
+
+
+def _relayout_chain(instructions, name):
+  """The instructions that produce ``name`` through bitcasts, reshapes, transposes and copies
+  (XLA:TPU's relayouts), the producer that does something else last."""
+  chain = []
+  while True:
+    shape, op, rest = instructions[name]
+    chain.append((op, shape))
+    if op == 'fusion' and re.match(r'%?(copy|transpose|bitcast|reshape)[_.]', name):
+      op = 'copy'
+    if op not in ('bitcast', 'reshape', 'transpose', 'copy', 'copy-done'):
+      return chain
+    name = xla_cost._operand_names(rest)[0]
+
+
+@pytest.mark.full
+@needs_libtpu
+def test_the_lif_kernels_take_the_convolutions_outputs_with_at_most_one_relayout():
+  """VGG9, T 2, batch 32 on one v5e chip: the Pallas LIF kernels of the convolutions (their
+  ``positions`` view) take the convolution's output as a bitcast where it has 128 or 256
+  channels (conv3-conv7: XLA:TPU's ``{3,0,2,1}`` layout is the view) and after at most one copy
+  where it has 64 (conv1, conv2: at T 25, batch 16, batch-minor ``{0,3,2,1}`` copied into
+  ``{3,0,2,1}``; here XLA writes ``{3,0,2,1}`` at once), and their backward the incoming
+  gradient as a bitcast.
+
+  Measured before the view (3e7e6cc): conv3-conv7's inputs were copies of the convolution's
+  output into row-major ``[T * B, H, W, C]`` (the ``steps`` view, time leading), conv1's and
+  conv2's two relayouts; at T 25, batch 64 the step moved 49.0 GB (README)."""
+  devices = plan.topology_devices('v5e:1x1')
+  s = plan.setup(_vgg9(per_chip=32), devices)
+  comps = xla_cost.computations(plan.compile_train_step(s, 32).as_text())
+  entry = next(c for c in comps.values() if c.entry)
+  instructions = {name: (shape, op, rest) for name, shape, op, rest in entry.instructions}
+  seen = set()
+  for name, (shape, op, rest) in instructions.items():
+    layer = re.search(r'/(conv\d)\._lif/', rest)
+    if op != 'custom-call' or 'tpu_custom_call' not in rest or not layer:
+      continue
+    operands = xla_cost._operand_names(rest)
+    seen.add((layer.group(1), len(operands)))
+    x = [op for op, _ in _relayout_chain(instructions, operands[0])[:-1]]
+    allowed = ([['bitcast'], ['bitcast', 'copy']] if layer.group(1) in ('conv1', 'conv2')
+               else [['bitcast']])
+    assert x in allowed, (name, _relayout_chain(instructions, operands[0]))
+    if len(operands) == 5:     # the backward: x, mul, add, spikes, g
+      g = _relayout_chain(instructions, operands[4])
+      assert [op for op, _ in g[:-1]] == ['bitcast'], (name, g)
+  assert seen == {(f'conv{i}', n) for i in range(1, 8) for n in (3, 5)}, seen
 
 
 def _plan_cli(tmp_path, *args, name='plan.json'):
