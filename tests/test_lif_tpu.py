@@ -27,6 +27,7 @@ def _operands(shape, groups, dtype, seed=0):
     ((5, 2, 256), 1, jnp.bfloat16),         # two lane tiles of channels, bfloat16 input
     ((1, 4, 8, 8, 32), 1, jnp.float32),     # one step, 32 channels (fold 4)
     ((25, 8, 4, 4, 128), 1, jnp.float32),   # T 25
+    ((3, 4, 2, 3, 256), 1, jnp.bfloat16),   # a convolution's positions view, bfloat16 input
     ((3, 64, 1024), 4, jnp.float32)])       # a dense layer, four groups
 def test_pallas_lif_equals_the_scan(surrogate, shape, groups, dtype):
   """Spikes equal to neurons.lif_affine_sequence's; gradients within 1e-5 of their scale
