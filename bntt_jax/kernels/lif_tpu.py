@@ -258,7 +258,7 @@ def _integrate(p: neurons.LIFParams, u, x_ref, m_ref, a_ref, t, axis):
 
 def _forward_kernel(x_ref, m_ref, a_ref, s_ref, *, p: neurons.LIFParams, axis: int):
   steps = x_ref.shape[axis]
-  slab = _at(x_ref, 0, axis).shape
+  slab = x_ref.shape[:axis] + x_ref.shape[axis + 1:]
 
   def step(t, u):
     u = _integrate(p, u, x_ref, m_ref, a_ref, t, axis)
@@ -272,7 +272,7 @@ def _forward_kernel(x_ref, m_ref, a_ref, s_ref, *, p: neurons.LIFParams, axis: i
 def _backward_kernel(x_ref, m_ref, a_ref, s_ref, g_ref, dx_ref, dm_ref, da_ref, u_ref, *,
                      p: neurons.LIFParams, axis: int):
   steps = x_ref.shape[axis]
-  slab = _at(x_ref, 0, axis).shape
+  slab = x_ref.shape[:axis] + x_ref.shape[axis + 1:]
 
   def recompute(t, u):
     u = _integrate(p, u, x_ref, m_ref, a_ref, t, axis)
