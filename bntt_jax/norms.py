@@ -105,12 +105,56 @@ def _sum(x: Array, axes: Tuple[int, ...], axis_name: Optional[str]) -> Array:
   return jax.lax.psum(s, axis_name) if axis_name else s
 
 
+def _sum_staged(x: Array, axes: Tuple[int, ...], axis_name: Optional[str]) -> Array:
+  """:func:`_sum` one axis at a time, the last first (see :func:`_merge_for_cpu`); the barrier
+  keeps XLA from folding the sums back into one over several axes."""
+  for i, a in enumerate(sorted(axes, reverse=True)):
+    x = jnp.sum(jax.lax.optimization_barrier(x) if i else x, axis=a, keepdims=True)
+  return jax.lax.psum(x, axis_name) if axis_name else x
+
+
+def _two_pass(x: Array, axes: Tuple[int, ...], axis_name: Optional[str], sum_=_sum):
+  m = _count(x, axes, axis_name)
+  mean = sum_(x, axes, axis_name) / m
+  var = sum_(jnp.square(x - mean), axes, axis_name) / m
+  return jnp.squeeze(mean, axes), jnp.squeeze(var, axes)
+
+
+def _merge_for_cpu(x: Array, axes: Tuple[int, ...]) -> Tuple[Array, Tuple[int, ...]]:
+  """``x`` with the innermost run of adjacent ``axes`` as one axis between kept ones.
+
+  XLA:CPU sums ``[A, R, C]`` over ``R`` alone 10-20x faster than the same elements over
+  several axes or over a leading axis (conv2's statistics at batch 16, ``[25, 1, 16, 32, 32,
+  64]`` over (2, 3, 4): 92 ms; as ``[25, 1, 16384, 64]`` over axis 2: 5 ms). A leading 1 is
+  added where no kept axis precedes the run; the other reduced axes, all before it, are
+  summed after it (:func:`_sum_staged`), on the small partial sums. Returns the reshaped ``x`` and
+  its reduced axes, the merged one last. Unchanged where the minor axis is reduced (no faster
+  form known).
+  """
+  axes = sorted(a % x.ndim for a in axes)
+  j = len(axes) - 1
+  while j and axes[j - 1] == axes[j] - 1:
+    j -= 1
+  a, b = axes[j], axes[-1] + 1
+  if b == x.ndim:
+    return x, tuple(axes)
+  lead = x.shape[:a] or (1,)
+  return x.reshape(lead + (-1,) + x.shape[b:]), tuple(axes[:j]) + (len(lead),)
+
+
+def _moments_cpu(x: Array, axes: Tuple[int, ...], axis_name: Optional[str]):
+  kept = tuple(d for i, d in enumerate(x.shape) if i not in {a % x.ndim for a in axes})
+  mean, var = _two_pass(*_merge_for_cpu(x, axes), axis_name, sum_=_sum_staged)
+  return mean.reshape(kept), var.reshape(kept)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def _moments(x: Array, axes: Tuple[int, ...], axis_name: Optional[str]) -> Tuple[Array, Array]:
-  m = _count(x, axes, axis_name)
-  mean = _sum(x, axes, axis_name) / m
-  var = _sum(jnp.square(x - mean), axes, axis_name) / m
-  return jnp.squeeze(mean, axes), jnp.squeeze(var, axes)
+  # Other platforms sum as written: there the reshape could cost a relayout (XLA:TPU keeps a
+  # convolution's output with the batch axis inside the spatial ones).
+  return jax.lax.platform_dependent(
+      x, cpu=functools.partial(_moments_cpu, axes=axes, axis_name=axis_name),
+      default=functools.partial(_two_pass, axes=axes, axis_name=axis_name))
 
 
 def _moments_fwd(x, axes, axis_name):

@@ -1,4 +1,6 @@
 """BNTT and the baseline norms against hand computations (spec sections 1, 2, 10)."""
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -214,3 +216,44 @@ def test_make_norm_rejects_unknown_name():
   with pytest.raises(ValueError,
                      match="norm 'foo' is not accepted: one of bn, bntt, none, tdbn, tebn"):
     norms.make_norm('foo', 3)
+
+
+def _reductions(text):
+  """``(operand shape, reduced dimensions)`` of every ``reduce`` and ``reduce-window`` (the
+  first stage XLA:CPU splits a long reduction into) in a compiled HLO text."""
+  shapes = dict(re.findall(r'(%[\w.-]+) = \w+\[([\d,]*)\]', text))
+  dims = lambda s: tuple(int(d) for d in s.split(',') if d)
+  out = [(dims(shapes[operand]), dims(reduced)) for operand, reduced in re.findall(
+      r'= \w+\[[\d,]*\]\S* reduce\((%[\w.-]+), [^)]*\), dimensions=\{([\d,]*)\}', text)]
+  for operand, window in re.findall(
+      r'= \w+\[[\d,]*\]\S* reduce-window\((%[\w.-]+), [^)]*\), window=\{size=([\dx]+)', text):
+    out.append((dims(shapes[operand]),
+                tuple(i for i, w in enumerate(window.split('x')) if int(w) > 1)))
+  return out
+
+
+@pytest.mark.parametrize('name,groups', [('bntt', 1), ('bntt', 2), ('bn', 1), ('tebn', 2)])
+def test_the_statistics_reduce_one_axis_between_kept_ones_on_cpu(name, groups):
+  """Every full-size reduction of a norm's statistics reduces one axis of ``[A, R, C]``.
+
+  XLA:CPU runs that form 10-20x faster than the same sum over several axes or over a leading
+  axis (measured on the 2-core machine: conv2's ``[25, 1, 16, 32, 32, 64]`` over (2, 3, 4)
+  92 ms, as ``[25, 1, 16384, 64]`` over axis 2 5 ms; ``[409600, 64]`` over axis 0 104 ms,
+  ``[1, 409600, 64]`` over axis 1 10 ms). At 2 % firing these sums were ~0.5 s of a 1.9 s
+  VGG9 step at batch 16. On the code before the fix the compiled BNTT reduced
+  ``[4, 1, 8, 6, 6, 16]`` over (2, 3, 4): this test failed for every case.
+  """
+  x = jnp.asarray(_stepwise_input((4, 8, 6, 6, 16)), jnp.float32)
+  mod = norms.make_norm(name, 4, stat_groups=groups)
+  v = mod.init(jax.random.PRNGKey(0), x, train=True)
+
+  def loss(x):   # the statistics and their gradient (the LIF kernels take mul and add)
+    (mul, add), _ = mod.apply(v, x, train=True, mutable=['batch_stats'], method='affine')
+    return jnp.sum(jnp.sin(mul)) + jnp.sum(jnp.cos(add))
+
+  text = jax.jit(jax.value_and_grad(loss)).lower(x).compile().as_text()
+  assert 'conditional(' not in text
+  full = [(s, d) for s, d in _reductions(text) if int(np.prod(s)) == x.size]
+  assert full, 'no full-size reduction found: the parse of the HLO text is stale'
+  for shape, dims in full:
+    assert len(dims) == 1 and 0 < dims[0] < len(shape) - 1, (shape, dims)
