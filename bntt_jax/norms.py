@@ -200,10 +200,18 @@ def apply_affine(x: Array, mul: Array, add: Array, stepwise: bool) -> Array:
   """
   lead = 1 if stepwise else 0
   dt = jnp.promote_types(x.dtype, jnp.float32)
-  xg = group(x, mul.shape[lead], lead).astype(dt)
-  bshape = mul.shape[:lead + 1] + (1,) * (xg.ndim - lead - 2) + mul.shape[-1:]
-  y = xg * mul.reshape(bshape).astype(dt) + add.reshape(bshape).astype(dt)
-  return y.reshape(x.shape)
+
+  def affine(xg):
+    bshape = mul.shape[:lead + 1] + (1,) * (xg.ndim - lead - 2) + mul.shape[-1:]
+    return (xg.astype(dt) * mul.reshape(bshape).astype(dt)
+            + add.reshape(bshape).astype(dt)).reshape(x.shape)
+
+  # On CPU in [.., G, R, C], so that the gradients of mul and add are the sums that XLA:CPU
+  # runs fast (see _merge_for_cpu); elsewhere as grouped, without a reshape that could cost a
+  # relayout.
+  return jax.lax.platform_dependent(
+      x, cpu=lambda x: affine(x.reshape(x.shape[:lead] + (mul.shape[lead], -1, x.shape[-1]))),
+      default=lambda x: affine(group(x, mul.shape[lead], lead)))
 
 
 class _TimeNorm(nn.Module):
