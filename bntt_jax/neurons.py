@@ -241,6 +241,19 @@ def _grouped(x: Array, mul: Array) -> Tuple[Array, Tuple[int, ...], Tuple[int, .
   return xg, bshape, red, jnp.promote_types(x.dtype, jnp.float32)
 
 
+def _channel_sum(a: Array, red: Tuple[int, ...]) -> Array:
+  """``jnp.sum(a, red)`` over a step's adjacent non-group, non-channel axes ``red``, as
+  ``[G or 1, C]``.
+
+  On CPU as ``[G or 1, R, C]`` over ``R``, the one form XLA:CPU sums fast (a leading axis, or
+  several, 10x slower; ``norms._merge_for_cpu``); elsewhere as written (there the reshape
+  could cost a relayout)."""
+  lead, c = a.shape[:red[0]] or (1,), a.shape[-1]
+  return jax.lax.platform_dependent(
+      a, cpu=lambda a: jnp.sum(a.reshape(lead + (-1, c)), axis=-2),
+      default=lambda a: jnp.sum(a, axis=red).reshape(lead + (c,)))
+
+
 def _integrate(p: LIFParams, u, xt, mt, at, bshape, dt):
   """One step's membrane before the spike: ``leak * u + x * mul + add``."""
   return p.leak * u + (xt.astype(dt) * mt.reshape(bshape).astype(dt) +
@@ -306,8 +319,8 @@ def _lif_affine_bwd(p, unroll, res, g_s):
     delta = jax.lax.dynamic_index_in_dim(buf, t, keepdims=False) + p.leak * jnp.where(
         t == x.shape[0] - 1, 0.0, delta)
     dx = delta * mt.reshape(bshape).astype(dt)
-    dmul = jnp.sum(delta * xt.astype(dt), axis=red).reshape(mt.shape)
-    dadd = jnp.sum(delta, axis=red).reshape(mt.shape)
+    dmul = _channel_sum(delta * xt.astype(dt), red).reshape(mt.shape)
+    dadd = _channel_sum(delta, red).reshape(mt.shape)
     return (delta, jax.lax.dynamic_update_index_in_dim(buf, dx, t, 0)), (dmul, dadd)
 
   delta0 = vma.like_inputs(_after(buf, xg.shape[1:], dt), x, mul)

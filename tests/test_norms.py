@@ -1,12 +1,11 @@
 """BNTT and the baseline norms against hand computations (spec sections 1, 2, 10)."""
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from bntt_jax import norms
+import hlo_fixtures
 
 EPS = 1e-4
 
@@ -218,20 +217,6 @@ def test_make_norm_rejects_unknown_name():
     norms.make_norm('foo', 3)
 
 
-def _reductions(text):
-  """``(operand shape, reduced dimensions)`` of every ``reduce`` and ``reduce-window`` (the
-  first stage XLA:CPU splits a long reduction into) in a compiled HLO text."""
-  shapes = dict(re.findall(r'(%[\w.-]+) = \w+\[([\d,]*)\]', text))
-  dims = lambda s: tuple(int(d) for d in s.split(',') if d)
-  out = [(dims(shapes[operand]), dims(reduced)) for operand, reduced in re.findall(
-      r'= \w+\[[\d,]*\]\S* reduce\((%[\w.-]+), [^)]*\), dimensions=\{([\d,]*)\}', text)]
-  for operand, window in re.findall(
-      r'= \w+\[[\d,]*\]\S* reduce-window\((%[\w.-]+), [^)]*\), window=\{size=([\dx]+)', text):
-    out.append((dims(shapes[operand]),
-                tuple(i for i, w in enumerate(window.split('x')) if int(w) > 1)))
-  return out
-
-
 @pytest.mark.parametrize('name,groups', [('bntt', 1), ('bntt', 2), ('bn', 1), ('tebn', 2)])
 def test_the_statistics_reduce_one_axis_between_kept_ones_on_cpu(name, groups):
   """Every full-size reduction of a norm's training pass reduces one axis of ``[A, R, C]``.
@@ -254,7 +239,7 @@ def test_the_statistics_reduce_one_axis_between_kept_ones_on_cpu(name, groups):
 
   text = jax.jit(train_pass).lower(x, x).compile().as_text()
   assert 'conditional(' not in text
-  full = [(s, d) for s, d in _reductions(text) if int(np.prod(s)) == x.size]
+  full = [(s, d) for s, d in hlo_fixtures.reductions(text) if int(np.prod(s)) == x.size]
   assert full, 'no full-size reduction found: the parse of the HLO text is stale'
   for shape, dims in full:
     assert len(dims) == 1 and 0 < dims[0] < len(shape) - 1, (shape, dims)
