@@ -210,8 +210,8 @@ def apply_affine(x: Array, mul: Array, add: Array, stepwise: bool) -> Array:
   # runs fast (see _merge_for_cpu); elsewhere as grouped, without a reshape that could cost a
   # relayout.
   return jax.lax.platform_dependent(
-      x, cpu=lambda x: affine(x.reshape(x.shape[:lead] + (mul.shape[lead], -1, x.shape[-1]))),
-      default=lambda x: affine(group(x, mul.shape[lead], lead)))
+      group(x, mul.shape[lead], lead), default=affine,
+      cpu=lambda xg: affine(xg.reshape(xg.shape[:lead + 1] + (-1, xg.shape[-1]))))
 
 
 class _TimeNorm(nn.Module):
