@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from bntt_jax import errors
+from bntt_jax import norms
 from bntt_jax import vma
 
 Array = jax.Array
@@ -246,12 +247,12 @@ def _channel_sum(a: Array, red: Tuple[int, ...]) -> Array:
   ``[G or 1, C]``.
 
   On CPU as ``[G or 1, R, C]`` over ``R``, the one form XLA:CPU sums fast (a leading axis, or
-  several, 10x slower; ``norms._merge_for_cpu``); elsewhere as written (there the reshape
-  could cost a relayout)."""
-  lead, c = a.shape[:red[0]] or (1,), a.shape[-1]
+  several, 10x slower; :func:`bntt_jax.norms.merge_for_cpu`); elsewhere as written (there the
+  reshape could cost a relayout)."""
+  shape = (a.shape[:red[0]] or (1,)) + a.shape[-1:]
   return jax.lax.platform_dependent(
-      a, cpu=lambda a: jnp.sum(a.reshape(lead + (-1, c)), axis=-2),
-      default=lambda a: jnp.sum(a, axis=red).reshape(lead + (c,)))
+      a, cpu=lambda a: jnp.sum(*norms.merge_for_cpu(a, red)).reshape(shape),
+      default=lambda a: jnp.sum(a, axis=red).reshape(shape))
 
 
 def _integrate(p: LIFParams, u, xt, mt, at, bshape, dt):

@@ -5,9 +5,9 @@
 XLA:CPU compiles a sum over one axis with kept axes on both sides (``[A, R, C]`` over ``R``)
 to a fast loop, and the same elements summed over several adjacent axes, or over a leading
 axis, to a much slower one. ``bntt_jax.norms`` therefore sums its statistics on CPU in the
-first form (``norms._merge_for_cpu``). For conv2's output in VGG9's time-batched schedule
+first form (``norms.merge_for_cpu``). For conv2's output in VGG9's time-batched schedule
 (``[T * B, 32, 32, 64]``, float32) this prints one JSON line per form of the per-step,
-per-channel sum (``ms``, the median of ``--reps``), then one line for a BNTT training pass
+per-channel sum (``ms``, the mean of ``--reps`` calls after one untimed call), then one line for a BNTT training pass
 (statistics, affine map, and their VJP) on that array as the library runs it.
 """
 from __future__ import annotations
@@ -16,23 +16,10 @@ import argparse
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bntt_jax import platform  # pylint: disable=g-import-not-at-top
-
-
-def _median_ms(f, args, reps: int) -> float:
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  jax.block_until_ready(f(*args))
-  times = []
-  for _ in range(reps):
-    t = time.perf_counter()
-    jax.block_until_ready(f(*args))
-    times.append(time.perf_counter() - t)
-  return float(np.median(times) * 1e3)
 
 
 def main(argv=None) -> int:
@@ -49,6 +36,7 @@ def main(argv=None) -> int:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from bntt_jax import norms  # pylint: disable=g-import-not-at-top
+  from experiments.conv_roofline import _time  # pylint: disable=g-import-not-at-top
 
   t, b, hw, c = args.timesteps, args.batch, 32, 64
   x = jnp.asarray(np.random.RandomState(0).randn(t * b, hw, hw, c).astype(np.float32))
@@ -59,7 +47,7 @@ def main(argv=None) -> int:
            ('[1, T*B*H*W, C] over 1', (1, t * r, c), (1,))]
   for label, shape, axes in forms:
     f = jax.jit(lambda x, shape=shape, axes=axes: jnp.sum(x.reshape(shape), axis=axes))
-    print(json.dumps({'sum': label, 'ms': round(_median_ms(f, (x,), args.reps), 1)}))
+    print(json.dumps({'sum': label, 'ms': round(_time(f, x, reps=args.reps) * 1e3, 1)}))
 
   xs = x.reshape(t, b, hw, hw, c)
   mod = norms.BNTT(num_steps=t)
@@ -70,7 +58,7 @@ def main(argv=None) -> int:
     return y, pull(dy)
 
   print(json.dumps({'bntt_training_pass': list(xs.shape),
-                    'ms': round(_median_ms(jax.jit(train_pass), (xs, xs), args.reps), 1)}))
+                    'ms': round(_time(jax.jit(train_pass), xs, xs, reps=args.reps) * 1e3, 1)}))
   return 0
 
 

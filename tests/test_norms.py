@@ -222,9 +222,9 @@ def test_the_statistics_reduce_one_axis_between_kept_ones_on_cpu(name, groups):
   """Every full-size reduction of a norm's training pass reduces one axis of ``[A, R, C]``.
 
   XLA:CPU runs that form 10-20x faster than the same sum over several axes or over a leading
-  axis (measured on the 2-core machine: conv2's ``[25, 1, 16, 32, 32, 64]`` over (2, 3, 4)
-  92 ms, as ``[25, 1, 16384, 64]`` over axis 2 5 ms; ``[409600, 64]`` over axis 0 104 ms,
-  ``[1, 409600, 64]`` over axis 1 10 ms). At 2 % firing these sums were ~0.5 s of a 1.9 s
+  axis (``experiments/reduction_forms.py --batch=16`` on the 2-core machine: conv2's ``[25, 1,
+  16, 32, 32, 64]`` over (2, 3, 4) 89.8 ms, as ``[25, 1, 16384, 64]`` over axis 2 4.1 ms;
+  ``[409600, 64]`` over axis 0 95.9 ms, ``[1, 409600, 64]`` over axis 1 3.7 ms). At 2 % firing these sums were ~0.5 s of a 1.9 s
   VGG9 step at batch 16. On the code before the fix the compiled BNTT reduced
   ``[4, 1, 8, 6, 6, 16]`` over (2, 3, 4), in its statistics and in the gradients of its
   affine map's scale and shift: this test failed for every case.
