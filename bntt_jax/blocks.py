@@ -103,10 +103,10 @@ class SpikingBlock(nn.Module):
       ``exact_bf16x3`` check.
     synapse_precision: ``float32`` or ``exact_bf16x3`` (:mod:`bntt_jax.synapses`;
       with ``dtype`` set, the synapse runs in that dtype instead).
-    sparse_conv: a float32 3x3 convolution of spikes (a spiking layer's output)
-      runs event-driven where :func:`bntt_jax.kernels.sparse_conv.available`
-      (same parameters, same result up to float32 rounding); of pooled spikes,
-      where they are sparse enough (``conv3x3_where_sparse``).
+    sparse_conv: a float32 3x3 convolution of spikes or pooled spikes runs
+      event-driven where :func:`bntt_jax.kernels.sparse_conv.available` and its
+      input is sparse enough, its dense parts by the Winograd kernel
+      (``conv3x3_where_sparse``; same parameters, same result up to float32 rounding).
     lif_kernel: where the LIF recurrence of ``__call__`` (float32 membranes) runs:
       ``cpu``, the CPU kernel of :mod:`bntt_jax.kernels.lif` where available;
       ``tpu``, the Pallas TPU kernels of :mod:`bntt_jax.kernels.lif_tpu` where
@@ -225,9 +225,7 @@ class Synapse(nn.Module):
     if (self.sparse_conv and self.kind == 'conv' and self.precision == 'float32'
         and x.dtype == jnp.float32 and kernels.sparse_conv.supports(x.shape, kernel.shape, x.dtype)
         and kernels.sparse_conv.available()):
-      if self.input_kind == synapses.SPIKES:
-        return kernels.sparse_conv.conv3x3(x, kernel)
-      return kernels.sparse_conv.conv3x3_where_sparse(x, kernel)   # pooled: by density
+      return kernels.sparse_conv.conv3x3_where_sparse(x, kernel)   # event-driven where sparse
     return synapses.synapse(x, kernel, kind=self.kind, input_kind=self.input_kind,
                             precision=self.precision, layer=self.layer)
 

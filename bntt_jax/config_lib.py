@@ -225,8 +225,9 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int, *,
 
 
 def kernels_in_use(model) -> Dict[str, str]:
-  """What runs ``model``'s event-driven convolutions and LIF recurrences: ``{'sparse_conv':
-  ..., 'lif': ...}``, each ``'kernel'`` (the CPU kernel, for the layers whose shapes it takes)
+  """What runs ``model``'s event-driven convolutions, their dense parts (input gradients,
+  forwards of dense inputs) and LIF recurrences: ``{'sparse_conv': ..., 'winograd': ...,
+  'lif': ...}``, each ``'kernel'`` (the CPU kernel, for the layers whose shapes it takes)
   or ``'xla (why)'``. Results differ between the two by float32 rounding; runs record it."""
   from bntt_jax import kernels  # pylint: disable=g-import-not-at-top
   float32 = model.dtype is None and model.synapse_precision == 'float32'
@@ -247,6 +248,8 @@ def kernels_in_use(model) -> Dict[str, str]:
   return {
       'sparse_conv': which('sparse_conv', model.sparse_conv, spike_convs and float32,
                            'no float32 convolution of spikes'),
+      'winograd': which('winograd', model.sparse_conv, spike_convs and float32,
+                        'no float32 convolution of spikes'),
       'lif': which('lif', model.lif_kernel,
                    model.schedule == 'layer' and model.neuron != 'relu',
                    'no LIF layer of the layer schedule'),

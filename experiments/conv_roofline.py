@@ -8,8 +8,11 @@ Times each VGG9 convolution of the time-batched schedule (``T * B`` samples,
 (``dw``), each jitted alone on spike-like inputs (``--density`` ones, default 25 %, as in
 an untrained VGG9). For the layers whose input is spikes (``SpikingNetwork.spike_inputs``),
 ``fwd_sparse_ms`` and ``dw_sparse_ms`` time the event-driven kernels of
-:mod:`bntt_jax.kernels.sparse_conv` that the library uses there on CPU (when available), and the
-total line adds ``conv_s_sparse``: the step's convolutions with them. Prints one JSON
+:mod:`bntt_jax.kernels.sparse_conv` that the library uses there on CPU (when available),
+``fwd_winograd_ms`` and ``dx_winograd_ms`` the Winograd kernel of :mod:`bntt_jax.kernels.winograd`
+(the input gradient there, and the forward where the input is denser than
+``sparse_conv.max_density``), and the total line adds ``conv_s_sparse``: the step's
+convolutions as the library runs them at this density. Prints one JSON
 line per layer (milliseconds and GFLOP/s of each) and a total line with the
 convolutions' summed time, the images/s that time alone would allow, and a
 4096^2 matmul's GFLOP/s on the same device, all in ``--dtype`` (bfloat16
@@ -57,6 +60,7 @@ def main(argv=None) -> int:
   from experiments.benchmark import _matmul_peak_gflops  # pylint: disable=g-import-not-at-top
   from bntt_jax import models  # pylint: disable=g-import-not-at-top
   from bntt_jax.kernels import sparse_conv  # pylint: disable=g-import-not-at-top
+  from bntt_jax.kernels import winograd  # pylint: disable=g-import-not-at-top
   from bntt_jax.analysis import energy  # pylint: disable=g-import-not-at-top
 
   dtype = jnp.dtype(a.dtype)
@@ -75,6 +79,8 @@ def main(argv=None) -> int:
       'fwd_sparse': jax.jit(lambda x, w, g: sparse_conv.conv3x3(x, w)),
       'dw_sparse': jax.jit(
           lambda x, w, g: jax.vjp(lambda w: sparse_conv.conv3x3(x, w), w)[1](g)[0]),
+      'fwd_winograd': jax.jit(lambda x, w, g: winograd.conv3x3(x, w)),
+      'dx_winograd': jax.jit(lambda x, w, g: winograd.input_grad(g, w)),
   }
   n = a.batch * a.timesteps
   rng = np.random.default_rng(0)
@@ -102,9 +108,14 @@ def main(argv=None) -> int:
     if (spikes_in and dtype == jnp.float32 and sparse_conv.supports(x.shape, w.shape, dtype)
         and sparse_conv.available()):
       for name, f in sparse_ops.items():
-        s = _time(f, x, w, g, reps=a.reps)
-        row[f'{name}_ms'] = round(s * 1e3, 1)
-        sparse_saved_s += row[f'{name.split("_")[0]}_ms'] / 1e3 - s
+        if 'winograd' in name and not (winograd.supports(w.shape, dtype) and winograd.available()):
+          continue
+        row[f'{name}_ms'] = round(_time(f, x, w, g, reps=a.reps) * 1e3, 1)
+      # What the library runs (sparse_conv.conv3x3_where_sparse at this density).
+      event = a.density <= sparse_conv.max_density(w.shape, dtype)
+      library = (row['fwd_sparse_ms'] if event else row.get('fwd_winograd_ms', row['fwd_ms'])
+                 ) + row['dw_sparse_ms'] + row.get('dx_winograd_ms', row['dx_ms'])
+      sparse_saved_s += (row['fwd_ms'] + row['dw_ms'] + row['dx_ms'] - library) / 1e3
     print(json.dumps(row), flush=True)
   print(json.dumps({
       'total': 'convolutions', 'batch': a.batch, 'timesteps': a.timesteps, 'dtype': a.dtype,

@@ -141,15 +141,18 @@ def test_what_runs_the_kernel_ops_is_reported_per_kind():
   config.model.arch = 'vgg9'
   cpu = jax.devices('cpu')[0]
   one = config_lib.create_model(config, 10, devices=[cpu])
-  sparse = 'kernel' if kernels.sparse_conv.available() else (     # it needs AVX-512
-      f'xla (unavailable: {kernels.sparse_conv.unavailable_reason()})')
-  assert config_lib.kernels_in_use(one) == {'sparse_conv': sparse, 'lif': 'kernel'}
+  sparse, wino = ('kernel' if mod.available() else (     # they need AVX-512
+      f'xla (unavailable: {mod.unavailable_reason()})')
+                  for mod in (kernels.sparse_conv, kernels.winograd))
+  assert config_lib.kernels_in_use(one) == {'sparse_conv': sparse, 'winograd': wino,
+                                            'lif': 'kernel'}
   eight = config_lib.create_model(config, 10, devices=[cpu] * 8)
   assert set(config_lib.kernels_in_use(eight).values()) == {
       'xla (off: the setting, or not one CPU device)'}
   config.model.schedule, config.model.dtype = 'step', 'bfloat16'
   assert config_lib.kernels_in_use(config_lib.create_model(config, 10, devices=[cpu])) == {
       'sparse_conv': 'xla (no float32 convolution of spikes)',
+      'winograd': 'xla (no float32 convolution of spikes)',
       'lif': 'xla (no LIF layer of the layer schedule)'}
 
 
@@ -158,11 +161,12 @@ def test_the_kernels_command_builds_them_and_says_which_this_machine_can_use():
   r = subprocess.run([sys.executable, '-m', 'bntt_jax.kernels'], capture_output=True, text=True,
                      check=False, env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
   lines = r.stdout.splitlines()
-  assert lines[1] == 'lif: available', r.stderr[-2000:]
-  if kernels.sparse_conv.available():
-    assert lines[0] == 'sparse_conv: available' and r.returncode == 0
-  else:
-    assert lines[0].startswith('sparse_conv: not available (') and r.returncode == 1
+  assert lines[2] == 'lif: available', r.stderr[-2000:]
+  for line, (name, mod) in zip(lines, [('sparse_conv', kernels.sparse_conv),
+                                       ('winograd', kernels.winograd)]):
+    assert line == (f'{name}: available' if mod.available() else
+                    f'{name}: not available ({mod.unavailable_reason()})')
+  assert r.returncode == (0 if kernels.sparse_conv.available() else 1)
 
 
 def test_the_pure_jax_recurrence_holds_at_most_15_percent_more_than_the_kernel():

@@ -10,6 +10,7 @@ import pytest
 from bntt_jax import blocks
 from bntt_jax import models
 from bntt_jax.kernels import sparse_conv
+from bntt_jax.kernels import winograd
 import step_fixtures
 
 
@@ -50,13 +51,15 @@ def test_forward_and_gradients_equal_dense_convolution(shape, density, values):
   np.testing.assert_allclose(dx_s, dx_d, rtol=0, atol=scale(dx_d))
 
 
-@pytest.mark.parametrize('density', [0.1, 0.9])   # below and above MAX_DENSITY: both branches
-def test_density_switched_convolution_equals_dense_on_pooled_spikes(density):
-  """conv3x3_where_sparse (pooled spikes, k/4): forward and both gradients equal XLA's whether
-  the density picks the kernels or the dense convolution."""
+@pytest.mark.parametrize('density', [0.05, 0.9])   # below and above max_density: both branches
+@pytest.mark.parametrize('values', [(1.0,), (0.25, 0.5, 0.75, 1.0)])   # spikes, pooled spikes
+def test_density_switched_convolution_equals_dense(density, values):
+  """conv3x3_where_sparse: forward and both gradients equal XLA's whether the density picks the
+  event-driven kernel or the dense forward."""
   _needs_kernels()
-  x, w, g = _operands(np.random.default_rng(4), 3, 6, 6, 16, 64, density, (0.25, 0.5, 0.75, 1.0))
-  assert bool(sparse_conv.event_driven(x)) == (density < sparse_conv.MAX_DENSITY)
+  x, w, g = _operands(np.random.default_rng(4), 3, 6, 6, 16, 64, density, values)
+  assert bool(sparse_conv.event_driven(x, w.shape)) == (
+      density < sparse_conv.max_density(w.shape))
   ys, vjp_s = jax.vjp(jax.jit(sparse_conv.conv3x3_where_sparse), x, w)
   yd, vjp_d = jax.vjp(sparse_conv.dense_conv3x3, x, w)
   scale = lambda a: 1e-5 * max(1.0, float(jnp.max(jnp.abs(a))))
@@ -67,13 +70,16 @@ def test_density_switched_convolution_equals_dense_on_pooled_spikes(density):
 
 def test_density_switch_is_a_conditional_around_the_forward_kernel():
   """The choice is made at run time, from the input's nonzeros: the compiled forward holds a
-  conditional whose branches are the kernel and XLA's convolution; the weight gradient is the
-  kernel's."""
+  conditional whose branches are the kernel and the dense forward (the Winograd kernel where it
+  runs, with a tenth as the switch, else XLA's convolution, with a half); the weight gradient
+  is the kernel's."""
   _needs_kernels()
   x, w, g = _operands(np.random.default_rng(5), 2, 4, 4, 16, 64, 0.2)
   fwd = jax.jit(sparse_conv.conv3x3_where_sparse).lower(x, w).as_text()
   assert 'stablehlo.case' in fwd or 'conditional' in fwd
-  assert 'bntt_sparse_conv_forward' in fwd and 'convolution' in fwd
+  dense = 'bntt_winograd_conv' if winograd.available() else 'convolution'
+  assert 'bntt_sparse_conv_forward' in fwd and dense in fwd
+  assert sparse_conv.max_density(w.shape) == (0.1 if winograd.available() else 0.5)
   grad = jax.jit(lambda x, w, g: jax.vjp(sparse_conv.conv3x3_where_sparse, x, w)[1](g)).lower(
       x, w, g).as_text()
   assert 'bntt_sparse_conv_weight_grad' in grad
@@ -113,19 +119,17 @@ def test_network_with_event_driven_convolutions_equals_dense_one(schedule):
 
 
 def test_network_uses_the_kernels_where_the_input_is_spikes_or_pooled_spikes(monkeypatch):
-  """conv2 (conv1's spikes) always event-driven; conv3 (conv2's 2x2-pooled spikes) through the
-  density switch; conv1 (pixels) never. Before the switch conv3 ran XLA's convolution only
-  (measured: no pooled call)."""
+  """conv2 (conv1's spikes) and conv3 (conv2's 2x2-pooled spikes) through the density switch;
+  conv1 (pixels) never. Before the switch conv3 ran XLA's convolution only (measured: no
+  pooled call); before the Winograd kernel conv2 ran the event-driven forward at any density."""
   _needs_kernels()
   calls = []
-  real, real_switched = sparse_conv.conv3x3, sparse_conv.conv3x3_where_sparse
-  monkeypatch.setattr(sparse_conv, 'conv3x3',
-                      lambda x, w: calls.append(('spikes', x.shape)) or real(x, w))
+  real_switched = sparse_conv.conv3x3_where_sparse
   monkeypatch.setattr(sparse_conv, 'conv3x3_where_sparse',
-                      lambda x, w: calls.append(('pooled', x.shape)) or real_switched(x, w))
+                      lambda x, w: calls.append(x.shape) or real_switched(x, w))
   x = jnp.zeros((2, 8, 8, 3))
-  for sparse, expected in (('auto', [('spikes', (4 * 2, 8, 8, 64)),    # T * B = 8
-                                     ('pooled', (4 * 2, 4, 4, 64))]), ('off', [])):
+  for sparse, expected in (('auto', [(4 * 2, 8, 8, 64),    # T * B = 8
+                                     (4 * 2, 4, 4, 64)]), ('off', [])):
     calls.clear()
     model = _net(sparse)
     model.init({'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(1)}, x,

@@ -2,6 +2,8 @@
 
 * :mod:`.sparse_conv` (``sparse_conv.cc``): event-driven 3x3 convolutions of spike inputs,
   forward and weight gradient from the nonzeros.
+* :mod:`.winograd` (``winograd.cc``): dense 3x3 convolutions by Winograd's F(4x4, 3x3), the
+  event-driven convolutions' input gradients and their forwards where the input is dense.
 * :mod:`.lif` (``lif.cc``): the ``layer`` schedule's fused norm-affine LIF recurrence, each
   pass in one kernel, the backward recomputing the membranes.
 * :mod:`.build`: compiles a source once per machine into a cache and registers its handlers.
@@ -20,8 +22,9 @@ from typing import Dict
 
 from bntt_jax.kernels import lif
 from bntt_jax.kernels import sparse_conv
+from bntt_jax.kernels import winograd
 
-KINDS = {'sparse_conv': sparse_conv, 'lif': lif}
+KINDS = {'sparse_conv': sparse_conv, 'winograd': winograd, 'lif': lif}
 
 
 def prepare() -> Dict[str, str]:
