@@ -12,10 +12,12 @@ first two depends on the sparsity (README, Performance, gives VGG9's sparsity an
 times).
 
 Average-pooled spikes (``k / 4``: the input of VGG9's conv3 and conv5) are nonzero wherever one
-spike of the window fired, so their density is several times the rate: the kernels win below
-about half nonzeros and lose above (an untrained VGG9's pooled inputs are ~68 % nonzero, a trained
-one's ~8-20 %). :func:`conv3x3_where_sparse` decides at run time, per call, from the input's
-nonzero fraction, between the kernel's forward and XLA's (``lax.cond``; both exact).
+spike of the window fired, so their density is several times the rate (an untrained VGG9's pooled
+inputs are ~68 % nonzero, a trained one's ~8-20 %), and an untrained network's unpooled spikes are
+22-27 % nonzero. The event-driven forward wins below about a tenth nonzero against the Winograd
+kernel's dense forward, below about half against XLA's. :func:`conv3x3_where_sparse` decides at
+run time, per call, from the input's nonzero fraction, between the event-driven forward and the
+dense one (``lax.cond``).
 
 The kernels are compiled on first use (:mod:`bntt_jax.kernels.build`). :func:`available` says
 whether that worked (Linux, a CPU with AVX-512, a compiler, a single CPU device: an FFI call has
