@@ -1,6 +1,5 @@
 """The LIF kernel (bntt_jax.kernels.lif) equals the lax.scan recurrence, in a network too."""
 import os
-import shutil
 import subprocess
 import sys
 
@@ -18,14 +17,12 @@ from bntt_jax import network
 from bntt_jax import neurons
 from bntt_jax import plan
 from bntt_jax.kernels import lif as lif_kernel
+import kernel_fixtures
 import step_fixtures
 
 
 def _needs_kernel():
-  """Skip where the kernel cannot exist (no compiler); elsewhere it must build."""
-  if not shutil.which(os.environ.get('CXX', 'g++')):
-    pytest.skip('no C++ compiler')
-  assert lif_kernel.available(), lif_kernel.unavailable_reason()
+  kernel_fixtures.needs(lif_kernel)
 
 
 def _operands(seed, shape, groups):

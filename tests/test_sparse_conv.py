@@ -1,6 +1,4 @@
 """Event-driven convolutions (bntt_jax.kernels.sparse_conv) equal XLA's dense ones, in a network too."""
-import os
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -11,17 +9,12 @@ from bntt_jax import blocks
 from bntt_jax import models
 from bntt_jax.kernels import sparse_conv
 from bntt_jax.kernels import winograd
+import kernel_fixtures
 import step_fixtures
 
 
 def _needs_kernels():
-  """Skip where the kernels cannot exist (no AVX-512, no compiler); elsewhere they must build."""
-  with open('/proc/cpuinfo') as f:
-    if ' avx512f' not in f.read():
-      pytest.skip('the CPU has no AVX-512F')
-  if not shutil.which(os.environ.get('CXX', 'g++')):
-    pytest.skip('no C++ compiler')
-  assert sparse_conv.available(), sparse_conv.unavailable_reason()
+  kernel_fixtures.needs(sparse_conv, 'avx512f')
 
 
 def _operands(rng, n, h, w, c, d, density, values=(1.0,)):

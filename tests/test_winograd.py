@@ -1,8 +1,6 @@
 """The Winograd kernel (bntt_jax.kernels.winograd): equal to a float64 convolution to a few float32
 roundings, at every border and channel case, deterministic, and what the event-driven
 convolutions' backward uses."""
-import os
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -11,16 +9,11 @@ import pytest
 
 from bntt_jax.kernels import sparse_conv
 from bntt_jax.kernels import winograd
+import kernel_fixtures
 
 
 def _needs_kernel():
-  """Skip where the kernel cannot exist (no AVX-512, no compiler); elsewhere it must build."""
-  with open('/proc/cpuinfo') as f:
-    if ' avx512f' not in f.read():
-      pytest.skip('the CPU has no AVX-512F')
-  if not shutil.which(os.environ.get('CXX', 'g++')):
-    pytest.skip('no C++ compiler')
-  assert winograd.available(), winograd.unavailable_reason()
+  kernel_fixtures.needs(winograd, 'avx512f')
 
 
 def _conv64(x, w):

@@ -22,10 +22,12 @@
 #include <memory>
 #include <vector>
 
+#include "aligned.h"
 #include "parallel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using bntt::Aligned;
 using bntt::NumThreads;
 using bntt::ParallelFor;
 
@@ -35,16 +37,6 @@ constexpr int kBlock = 64;  // output channels per register block (4 x 16 floats
 
 struct Shape {
   int64_t n, h, w, c, d;
-};
-
-// 64-byte aligned float storage: a 16-float row then never straddles two cache lines.
-struct Aligned {
-  std::unique_ptr<float, decltype(&std::free)> p{nullptr, &std::free};
-  Aligned() = default;
-  explicit Aligned(int64_t n)
-      : p(n > 0 ? static_cast<float*>(std::aligned_alloc(64, (n * 4 + 63) / 64 * 64)) : nullptr,
-          &std::free) {}
-  float* get() const { return p.get(); }
 };
 
 // The nonzero channels of each pixel of one sample: idx[q * c + k] (value val[q * c + k], or 1
@@ -222,16 +214,10 @@ void WeightGrad(const float* x, const float* dy, float* dw, const Shape& s) {
   const int64_t size = 9 * s.c * s.d, pixels = s.h * s.w, grid = (s.h + 2) * (s.w + 2);
   const int64_t chunks = std::min(kChunks, s.n), blocks = s.d / bw;
   std::vector<Aligned> acc(chunks);
-  for (auto& a : acc) {
-    a = Aligned(size);
-    std::memset(a.get(), 0, size * sizeof(float));
-  }
+  for (auto& a : acc) a = bntt::Zeroed(size);
   std::vector<ChannelLists> lists(NumThreads());
   std::vector<Aligned> pad;
-  for (int t = 0; t < NumThreads(); ++t) {
-    pad.emplace_back(grid * bw);
-    std::memset(pad.back().get(), 0, grid * bw * sizeof(float));   // the border stays zero
-  }
+  for (int t = 0; t < NumThreads(); ++t) pad.push_back(bntt::Zeroed(grid * bw));   // the border stays zero
   ParallelFor(chunks * blocks, [&](int64_t item, int t) {
     const int64_t db = item / chunks * bw, chunk = item % chunks;
     ChannelLists& l = lists[t];

@@ -93,10 +93,14 @@ def _fwd(x, w):
   return conv3x3(x, w), (x, w)
 
 
+def _winograd(w_shape, dtype) -> bool:
+  return winograd.supports(w_shape, dtype) and winograd.available()
+
+
 def input_grad(g, w):
   """The input gradient for the output gradient ``g``: dense (``g`` is), by the Winograd kernel
   where it runs (:mod:`bntt_jax.kernels.winograd`), else by XLA's convolution."""
-  if winograd.supports(w.shape, g.dtype) and winograd.available():
+  if _winograd(w.shape, g.dtype):
     return winograd.input_grad(g, w)
   x = jax.ShapeDtypeStruct(g.shape[:3] + w.shape[2:3], g.dtype)
   return jax.linear_transpose(lambda x: dense_conv3x3(x, w), x)(g)[0]
@@ -108,10 +112,6 @@ def _bwd(res, g):
 
 
 conv3x3.defvjp(_fwd, _bwd)
-
-
-def _winograd(w_shape, dtype) -> bool:
-  return winograd.supports(w_shape, dtype) and winograd.available()
 
 
 def max_density(w_shape, dtype=jnp.float32) -> float:

@@ -26,27 +26,18 @@
 #include <memory>
 #include <vector>
 
+#include "aligned.h"
 #include "parallel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using bntt::Aligned;
 using bntt::NumThreads;
 using bntt::ParallelFor;
 
 namespace {
 
 constexpr int kRows = 6;   // tiles per register block of the matrix products
-
-struct Aligned {
-  std::unique_ptr<float, decltype(&std::free)> p{nullptr, &std::free};
-  Aligned() = default;
-  explicit Aligned(int64_t n)
-      : p(static_cast<float*>(std::aligned_alloc(64, (std::max<int64_t>(n, 1) * 4 + 63) / 64 * 64)),
-          &std::free) {
-    std::memset(p.get(), 0, n * 4);
-  }
-  float* get() const { return p.get(); }
-};
 
 // B^T d for one column of six values (the input transform's 1-D step).
 template <typename T, typename Mul>
@@ -179,7 +170,7 @@ void OutputTransform(const float* m, const Geometry& s, int64_t t0, int64_t coun
 }
 
 void Convolve(const float* x, const float* w, bool transpose, float* y, const Geometry& s) {
-  Aligned u(36 * s.k * s.c);
+  Aligned u(36 * s.k * s.c);   // written whole by TransformWeights
   TransformWeights(w, transpose, s, u.get());
   // Tiles per block, a multiple of kRows: V and M of a block in at most 3 MB, at most 96 tiles.
   // Each block streams all of U once, so more tiles per block read U less often; past a core's
@@ -191,8 +182,8 @@ void Convolve(const float* x, const float* w, bool transpose, float* y, const Ge
   const int64_t blocks = (s.tiles() + nt - 1) / nt;
   std::vector<Aligned> vbuf, mbuf;
   for (int t = 0; t < NumThreads(); ++t) {
-    vbuf.emplace_back(36 * nt * s.k);
-    mbuf.emplace_back(36 * nt * s.c);
+    vbuf.push_back(bntt::Zeroed(36 * nt * s.k));   // a short block's unused rows read zeros
+    mbuf.push_back(bntt::Zeroed(36 * nt * s.c));
   }
   ParallelFor(blocks, [&](int64_t b, int thread) {
     const int64_t t0 = b * nt, count = std::min(nt, s.tiles() - t0);
