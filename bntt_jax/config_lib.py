@@ -29,15 +29,27 @@ DTYPES = ('float32', 'bfloat16', 'float16')
 BATCH_STATS = ('global', 'per_device')
 
 
+def split_config_arg(path: str) -> Tuple[str, Optional[str]]:
+  """``configs/X.py:arg`` -> ``('configs/X.py', 'arg')`` (ml_collections' convention); a path
+  without ``:arg`` -> ``(path, None)``."""
+  if not os.path.isfile(path) and ':' in path:
+    base, arg = path.rsplit(':', 1)
+    if os.path.isfile(base):
+      return base, arg
+  return path, None
+
+
 def load_config(path: str) -> ml_collections.ConfigDict:
-  """``get_config()`` of a config file, e.g. ``configs/cifar10.py``."""
+  """``get_config()`` of a config file, e.g. ``configs/cifar10.py``, or ``get_config(arg)`` of
+  ``configs/cifar10.py:arg`` (e.g. ``:smoke``)."""
+  path, arg = split_config_arg(path)
   if not os.path.isfile(path):
     raise ConfigError('config file', path, 'a path to a .py file with get_config()')
   name = 'bntt_config_' + os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config() if arg is None else module.get_config(arg)
 
 
 def _keys(cfg: ml_collections.ConfigDict, prefix: str = '') -> Iterable[str]:

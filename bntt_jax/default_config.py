@@ -16,6 +16,8 @@ not defined here (except inside the free-form ``model.norm_kwargs``,
 import ml_collections
 from ml_collections import config_dict
 
+from bntt_jax.errors import ConfigError
+
 
 # Settings of `python -m bntt_jax.analyze`, the fields of bntt_jax.analysis.Settings and their
 # defaults: the early-exit threshold on the mean BNTT gamma and the dynamic rule, energy per
@@ -58,6 +60,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.mean = ()                # per-channel mean in [0, 1] units; () = the dataset's
   config.data.std = ()                 # per-channel std; () = the dataset's
   config.data.split_seed = 0           # datasets whose train/test split we draw (digits, DVS)
+  # A reduced scale that keeps the data real (bntt_jax.data.scale; 0 keeps the dataset as it is):
+  config.data.image_size = 0           # images area-downsampled to this side (a divisor of it)
+  config.data.train_examples = 0       # a class-balanced subset of the training split
+  config.data.test_examples = 0        # a class-balanced subset of the test split (smoke runs)
   config.data.prefetch = 2             # batches built ahead in a background thread
   config.data.options = ml_collections.ConfigDict()   # loader-specific keyword arguments
 
@@ -116,7 +122,44 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.batch_size = 360
   config.eval.timesteps = config_dict.placeholder(int)   # None: T; k < T is early exit
   config.eval.num_keys = 3             # Poisson draws for the final mean / std
+  # Per-epoch evaluation on a class-balanced subset of this many test examples (0: the whole
+  # test split); the final evaluation is always on the whole test split.
+  config.eval.epoch_examples = 0
   config.eval.top5 = False
 
   config.analysis = ml_collections.ConfigDict(dict(ANALYSIS))
   return config
+
+
+def smoke(config: ml_collections.ConfigDict, batch_size: int = 4, steps: int = 2,
+          test_examples: int = 16) -> ml_collections.ConfigDict:
+  """``config`` as a smoke run: the same network, data source and code path (training,
+  checkpoints, per-epoch evaluation, the final Poisson draws), on ``steps`` steps of
+  ``batch_size`` and ``test_examples`` test examples, one epoch: a check of a config on a CPU
+  in about a minute before renting an accelerator (``--config=configs/X.py:smoke``)."""
+  config.train.epochs = 1
+  config.train.batch_size = batch_size
+  config.train.warmup_epochs = 0.0
+  config.train.log_every_steps = 1
+  config.train.checkpoint_every_steps = 0
+  config.data.train_examples = batch_size * steps
+  config.data.test_examples = test_examples
+  config.data.prefetch = 1
+  config.eval.batch_size = test_examples
+  config.eval.epoch_examples = 0
+  return config
+
+
+def variant(config: ml_collections.ConfigDict, arg, **variants) -> ml_collections.ConfigDict:
+  """The variant ``arg`` of a config file's ``get_config(arg)`` (ml_collections' convention:
+  ``--config=configs/X.py:arg``): none for the config as it is, ``smoke`` (:func:`smoke`), or
+  one of the file's own ``variants`` (name -> function of the config)."""
+  if not arg:
+    return config
+  if arg == 'smoke':
+    return smoke(config)
+  if arg not in variants:
+    raise ConfigError('config variant', arg,
+                      'one of ' + ', '.join(['smoke'] + sorted(variants)) + ' (or none)')
+  return variants[arg](config)
+

@@ -21,6 +21,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
+import tqdm
+
 from bntt_jax import files
 
 
@@ -74,6 +76,13 @@ class JsonlWriter:
     rows = [r for r in read_jsonl(self.path) if r.get('epoch', -1) < epoch]
     files.atomic_write(self.path, lambda f: f.writelines(json.dumps(r) + '\n' for r in rows))
 
+  def keep_steps_upto(self, step: int) -> None:
+    """On resume: drop the per-step lines after ``step`` (they will be logged again)."""
+    if not os.path.exists(self.path):
+      return
+    rows = [r for r in read_jsonl(self.path) if r.get('step', 0) <= step]
+    files.atomic_write(self.path, lambda f: f.writelines(json.dumps(r) + '\n' for r in rows))
+
   def write(self, row: Dict[str, Any]) -> None:
     with open(self.path, 'a') as f:
       f.write(json.dumps(_clean(row)) + '\n')
@@ -97,46 +106,35 @@ def spike_rates(spike_sums: Sequence[float], neurons: Sequence[int], examples: f
   return float(sum(spike_sums)) / (sum(neurons) * examples), per_layer
 
 
-def _hms(seconds: float) -> str:
+def hms(seconds: float) -> str:
   return str(datetime.timedelta(seconds=int(max(seconds, 0))))
 
 
 class ProgressBar:
-  """A one-line bar with rate and ETA on a terminal; silent otherwise.
+  """tqdm's bar (rate, ETA, the given fields) on a terminal; nothing otherwise, where
+  ``train`` logs a line per host sync instead.
 
-  ``update(step, **fields)`` with the global step; the ETA uses the rate of
-  this process's steps after the first (which includes compilation).
+  ``update(step, **fields)`` with the global step; ``close()`` ends the bar's line (an epoch's
+  summary follows) and the next ``update`` starts a new one where it stopped.
   """
 
   def __init__(self, total: int, initial: int = 0, enabled: Optional[bool] = None,
-               stream: TextIO = sys.stderr, width: int = 24):
-    self.total, self.stream, self.width = total, stream, width
+               stream: TextIO = sys.stderr):
     self.enabled = stream.isatty() if enabled is None else enabled
-    self._first: Optional[tuple] = None
-    self._initial = initial
-    self._shown = False
+    self.total, self.stream, self._step = total, stream, initial
+    self._bar = None
 
   def update(self, step: int, **fields) -> None:
     if not self.enabled:
       return
-    now = time.perf_counter()
-    if self._first is None:
-      self._first = (step, now)
-      eta = '?'
-    else:
-      done = step - self._first[0]
-      rate = done / max(now - self._first[1], 1e-9)
-      eta = _hms((self.total - step) / rate) if done > 0 else '?'
-    frac = step / max(self.total, 1)
-    filled = int(self.width * frac)
-    bar = '#' * filled + '-' * (self.width - filled)
-    extra = '  '.join(f'{k} {v}' for k, v in fields.items())
-    self.stream.write(f'\r[{bar}] {step}/{self.total}  {extra}  ETA {eta}\x1b[K')
-    self.stream.flush()
-    self._shown = True
+    if self._bar is None:
+      self._bar = tqdm.tqdm(total=self.total, initial=self._step, file=self.stream,
+                            dynamic_ncols=True, unit='step', smoothing=0.1)
+    self._bar.set_postfix(fields, refresh=False)
+    self._bar.update(step - self._bar.n)
+    self._step = step
 
   def close(self) -> None:
-    if self.enabled and self._shown:
-      self.stream.write('\n')
-      self.stream.flush()
-      self._shown = False
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None

@@ -9,6 +9,9 @@
   extractor conv 64, 128 AP2, 128 AP2, 256 AP2, 256 AP2 (42 -> 21 -> 10 -> 5
   -> 2) and a classifier FC 512, FC classes. Widths, pools and the hidden FC
   are arguments.
+* ``vgg``: any VGG-style stack, ``arch_kwargs`` ``widths``, ``pools`` (one per convolution)
+  and ``hidden``; by default VGG9's layout at a quarter of its widths, conv 16, 16, AP2, 32,
+  32, AP2, 64, 64, 64, AP2, FC 256 (Fashion-MNIST at 14x14 or 28x28).
 * ``smallnet``: grey 8x8 (digits) or 28x28 (MNIST): conv 32 AP2, conv 64 AP2,
   FC 256, FC classes.
 
@@ -45,12 +48,32 @@ def vgg11_layers() -> tuple:
           conv(512), conv(512, GLOBAL_POOL), dense(4096))
 
 
+def vgg_layers(widths: Sequence[int], pools: Sequence[int], hidden: Sequence[int],
+               name: str = 'vgg') -> tuple:
+  """3x3 convolutions of ``widths``, each followed by average pooling ``pools[i]`` (1: none),
+  then dense layers of ``hidden``."""
+  if len(widths) != len(pools):
+    raise errors.ConfigError(f'{name} pools', tuple(pools),
+                             f'one per convolution ({len(widths)}, as widths {tuple(widths)})')
+  return tuple(conv(w, p) for w, p in zip(widths, pools)) + tuple(dense(h) for h in hidden)
+
+
 def dvsnet_layers(widths: Sequence[int] = (64, 128, 128, 256, 256),
                   pools: Sequence[int] = (1, 2, 2, 2, 2),
                   hidden: Sequence[int] = (512,)) -> tuple:
-  if len(widths) != len(pools):
-    raise ValueError(f'dvsnet widths {tuple(widths)} and pools {tuple(pools)} differ in length')
-  return tuple(conv(w, p) for w, p in zip(widths, pools)) + tuple(dense(h) for h in hidden)
+  return vgg_layers(widths, pools, hidden, 'dvsnet')
+
+
+# VGG9's layout (7 convolutions, 3 poolings, one hidden FC) at a quarter of its widths: the
+# default of ``vgg`` (configs/fashion_mnist.py).
+VGG9_QUARTER = dict(widths=(16, 16, 32, 32, 64, 64, 64), pools=(1, 2, 1, 2, 1, 1, 2),
+                    hidden=(256,))
+
+
+def vgg_small_layers(widths: Sequence[int] = VGG9_QUARTER['widths'],
+                     pools: Sequence[int] = VGG9_QUARTER['pools'],
+                     hidden: Sequence[int] = VGG9_QUARTER['hidden']) -> tuple:
+  return vgg_layers(widths, pools, hidden)
 
 
 def smallnet_layers(widths: Sequence[int] = (32, 64), hidden: int = 256) -> tuple:
@@ -62,6 +85,7 @@ ARCHITECTURES = {
     'vgg11': vgg11_layers,
     'dvsnet': dvsnet_layers,
     'smallnet': smallnet_layers,
+    'vgg': vgg_small_layers,
 }
 
 

@@ -18,6 +18,7 @@ import ml_collections
 from bntt_jax import checkpoint as checkpoint_lib
 from bntt_jax import config_lib
 from bntt_jax import data as data_lib
+from bntt_jax.data import scale as data_scale
 
 Array = jax.Array
 
@@ -29,6 +30,9 @@ def load_data(config: ml_collections.ConfigDict):
   d = config.data
   ds = data_lib.load_dataset(d.name, source=d.source, data_dir=d.dir, download=d.download,
                              split_seed=d.split_seed, options=d.options.to_dict())
+  ds = data_scale.reduce(ds, image_size=d.get('image_size', 0),
+                         train_examples=d.get('train_examples', 0),
+                         test_examples=d.get('test_examples', 0), seed=d.split_seed)
   return ds, tuple(d.mean) or ds.info.mean, tuple(d.std) or ds.info.std
 
 

@@ -36,7 +36,7 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 import flax
@@ -58,13 +58,17 @@ from bntt_jax import preemption
 from bntt_jax import run_lib
 from bntt_jax import runlock
 from bntt_jax import sharding
+from bntt_jax import summary_writer
 from bntt_jax.data import pipeline
+from bntt_jax.data import scale as data_scale
 from bntt_jax.errors import ConfigError, NonFiniteLossError, Preempted
 
 Array = jax.Array
 
 # Keys of the per-step training metrics that are sums over the batch.
 _TRAIN_SUMS = ('loss', 'correct', 'count')
+# A row per host sync (``train.log_every_steps``), beside the per-epoch ``metrics.jsonl``.
+STEPS_FILE = 'steps.jsonl'
 
 
 class TrainState(train_state.TrainState):
@@ -287,8 +291,11 @@ def summarize(finals, config: ml_collections.ConfigDict, meta: Dict[str, Any],
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Train, evaluate every epoch, checkpoint, resume; returns the summary.
 
-  Writes (process 0) ``workdir/config.json``, ``metrics.jsonl`` and
-  ``summary.json``; every process takes part in ``workdir/checkpoints``.
+  Writes (process 0) ``workdir/config.json``, ``metrics.jsonl`` (a row per epoch),
+  ``steps.jsonl`` (a row per ``train.log_every_steps``), TensorBoard event files of the same
+  scalars (``events.out.tfevents.*``) and ``summary.json``; every process takes part in
+  ``workdir/checkpoints``. Without a terminal a log line per ``log_every_steps`` shows the
+  progress (with one, a tqdm bar).
   Process 0 holds ``workdir/.lock`` throughout; SIGTERM and SIGINT are handled
   throughout (see the module docstring).
 
@@ -352,6 +359,8 @@ class _Run:
   wall_before: float = 0.0
   # Set by _setup.
   ds: Any = None
+  epoch_test: Any = None   # the split of the per-epoch evaluation (eval.epoch_examples)
+  tensorboard: Any = None   # TensorBoard event files in the workdir (process 0)
   train_data: Any = None
   mesh: Any = None
   model: Any = None
@@ -432,6 +441,13 @@ def _setup(run: _Run) -> None:
                       f'an integer in 1..{len(ds.train)} (the training examples)')
   d = config.data
   run.ds = ds
+  if run.is_main:
+    run.tensorboard = summary_writer.SummaryWriter(run.workdir)
+  run.epoch_test = ds.test
+  if config.eval.epoch_examples:
+    idx = data_scale.class_balanced(ds.test.y, config.eval.epoch_examples, config.seed,
+                                    'eval.epoch_examples')
+    run.epoch_test = data_lib.Split(ds.test.x[idx], ds.test.y[idx])
   run.train_data = pipeline.TrainPipeline(
       ds.train.x, ds.train.y, global_batch=global_batch, seed=config.seed, augment=d.augment,
       crop_padding=d.crop_padding, mean=mean, std=std, process_index=jax.process_index(),
@@ -484,6 +500,7 @@ def _restore(run: _Run, record: Optional[Dict[str, Any]], latest: Optional[int])
         record if restored is not None else None, config, start_step))
     metrics_lib.JsonlWriter(os.path.join(run.workdir, 'metrics.jsonl')).keep_epochs_before(
         start_epoch)
+    metrics_lib.JsonlWriter(os.path.join(run.workdir, STEPS_FILE)).keep_steps_upto(start_step)
   return state, start_step, start_epoch
 
 
@@ -513,7 +530,8 @@ def _train_epoch(run: _Run, state, epoch: int, start_step: int, bar) -> Tuple[An
   log_every, ckpt_every = config.train.log_every_steps, config.train.checkpoint_every_steps
   pending = []
   t_first = t_end = None
-  t_epoch = time.perf_counter()
+  t_epoch = t_sync = time.perf_counter()
+  synced = first
   batches = run.train_data.iterate(first, last, prefetch=config.data.prefetch)
   for step, local in zip(range(first, last), batches):
     state, m = run.train_step(state, sharding.global_batch(local, run.mesh), run.train_key)
@@ -524,6 +542,8 @@ def _train_epoch(run: _Run, state, epoch: int, start_step: int, bar) -> Tuple[An
     save_now = (ckpt_every and done % ckpt_every == 0 and done != last) or preempted
     if done % log_every == 0 or done == last or save_now:
       # Host sync: check the losses before anything is saved.
+      interval = {k: 0.0 for k in _TRAIN_SUMS}
+      interval_spikes = 0.0
       for s, host_m in jax.device_get(pending):
         if not np.isfinite(host_m['loss']):
           good = run.ckpt.latest_step()
@@ -534,9 +554,16 @@ def _train_epoch(run: _Run, state, epoch: int, start_step: int, bar) -> Tuple[An
                  'none (no checkpoint was saved before this step)'))
         for k in _TRAIN_SUMS:
           sums[k] += float(host_m[k])
+          interval[k] += float(host_m[k])
+        interval_spikes += float(np.sum(host_m['spikes'], dtype=np.float64))
         spikes = host_m['spikes'].astype(np.float64) + (0 if spikes is None else spikes)
         lr = float(host_m['lr'])
       pending = []
+      now = time.perf_counter()
+      _log_steps(run, state, epoch, done, interval, interval_spikes, lr,
+                 (done - synced) * config.train.batch_size / max(now - t_sync, 1e-9),
+                 quiet=bar.enabled)
+      t_sync, synced = now, done
       if t_first is None:
         t_first = (time.perf_counter(), done - first)   # the first sync includes compilation
       t_end = (time.perf_counter(), done - first)
@@ -558,11 +585,50 @@ def _train_epoch(run: _Run, state, epoch: int, start_step: int, bar) -> Tuple[An
   return state, _Trained(sums, spikes, lr, img_per_s)
 
 
+def step_gammas(params, layer_names: Sequence[str]) -> Dict[str, List[float]]:
+  """Per hidden layer with a per-step scale (BNTT's ``gamma [T, C]``), its mean over channels
+  at each time step (``[T]``); other norms have none."""
+  out = {}
+  for name in layer_names:
+    scale = params.get(name, {}).get('norm_layer', {}).get('scale')
+    if scale is not None and np.ndim(scale) == 2:
+      out[name] = np.asarray(jax.device_get(scale), np.float64).mean(axis=1).tolist()
+  return out
+
+
+def _log_steps(run: _Run, state, epoch: int, step: int, interval: Dict[str, float],
+               spikes: float, lr: float, img_per_s: float, quiet: bool) -> None:
+  """A row of ``steps.jsonl`` per host sync (every ``log_every_steps``): the training loss,
+  accuracy, spikes per image over the steps since the last sync, the learning rate, images/s
+  and BNTT's mean gamma per layer and time step; and a log line where no bar is drawn."""
+  config = run.config
+  n = max(interval['count'], 1.0)
+  total = config.train.epochs * run.train_data.steps_per_epoch
+  eta = (total - step) * config.train.batch_size / max(img_per_s, 1e-9)
+  row = {'step': step, 'epoch': epoch, 'lr': lr, 'train_loss': interval['loss'] / n,
+         'train_accuracy': interval['correct'] / n, 'spikes_per_image': spikes / n,
+         'img_per_s': img_per_s, 'wall_seconds': run.wall()}
+  gammas = step_gammas(state.params, run.layer_names)
+  if gammas:
+    row['gamma_per_layer'] = gammas
+    row['mean_gamma'] = np.mean(list(gammas.values()), axis=0).tolist()
+  if run.is_main:
+    metrics_lib.JsonlWriter(os.path.join(run.workdir, STEPS_FILE)).write(row)
+    scalars = {f'train/{k}': row[k] for k in ('train_loss', 'train_accuracy', 'lr',
+                                              'spikes_per_image', 'img_per_s')}
+    scalars.update({f'gamma/t{t + 1:02d}': g for t, g in enumerate(row.get('mean_gamma', ()))})
+    run.tensorboard.scalars(step, scalars)
+  if not quiet:
+    logging.info('step %d/%d epoch %d/%d loss %.4f acc %.4f lr %.4g %.1f img/s ETA %s', step,
+                 total, epoch + 1, config.train.epochs, row['train_loss'],
+                 row['train_accuracy'], lr, img_per_s, metrics_lib.hms(eta))
+
+
 def _end_epoch(run: _Run, state, epoch: int, trained: _Trained, bar) -> Dict[str, Any]:
   """Evaluate the epoch's parameters, log and write its row, checkpoint its end."""
   config, p = run.config, run.progress
   last = (epoch + 1) * run.train_data.steps_per_epoch
-  ev = run.run_eval(state, run.ds.test, run.eval_keys[0])
+  ev = run.run_eval(state, run.epoch_test, run.eval_keys[0])
   if p.best_test_accuracy is None or ev['accuracy'] > p.best_test_accuracy:
     p.best_test_accuracy, p.best_epoch = ev['accuracy'], epoch
   sums, n = trained.sums, max(trained.sums['count'], 1.0)
@@ -583,6 +649,11 @@ def _end_epoch(run: _Run, state, epoch: int, trained: _Trained, bar) -> Dict[str
                trained.img_per_s)
   if run.is_main:
     metrics_lib.JsonlWriter(os.path.join(run.workdir, 'metrics.jsonl')).write(row)
+    run.tensorboard.scalars(last, {'test/accuracy': row['test_accuracy'],
+                                      'test/loss': row['test_loss'],
+                                      'test/spike_rate': row['spike_rate'],
+                                      'train/epoch_loss': row['train_loss'],
+                                      'train/epoch_accuracy': row['train_accuracy']})
   # Resumed from a preemption checkpoint of this epoch's last step: its state is this one,
   # and a rerun from it repeats this evaluation and row exactly.
   if run.ckpt.latest_step() != last:
@@ -595,7 +666,7 @@ def _final_evaluation(run: _Run, state, last_eval: Optional[Dict[str, Any]]) -> 
   """The last parameters on the full test split, ``eval.num_keys`` Poisson draws; the
   summary."""
   config = run.config
-  finals = [last_eval] if last_eval is not None else [
+  finals = [last_eval] if last_eval is not None and run.epoch_test is run.ds.test else [
       run.run_eval(state, run.ds.test, run.eval_keys[0])]
   final_step = int(jax.device_get(state.step))
   for k in run.eval_keys[1:]:

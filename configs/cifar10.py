@@ -23,7 +23,7 @@ tfds data_dir).
 from bntt_jax import default_config
 
 
-def get_config():
+def get_config(arg=None):
   config = default_config.get_config()
   config.data.name = 'cifar10'
   config.data.augment = 'crop_flip'
@@ -50,4 +50,4 @@ def get_config():
   config.train.log_every_steps = 20
 
   config.eval.batch_size = 500
-  return config
+  return default_config.variant(config, arg)

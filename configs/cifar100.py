@@ -17,9 +17,10 @@ prepare on first use).
 import os
 
 from bntt_jax import config_lib
+from bntt_jax import default_config
 
 
-def get_config():
+def get_config(arg=None):
   config = config_lib.load_config(os.path.join(os.path.dirname(__file__), 'cifar10.py'))
   config.data.name = 'cifar100'
   config.model.arch = 'vgg11'
@@ -27,4 +28,4 @@ def get_config():
   config.model.leak = 0.99
   config.train.batch_size = 128
   config.eval.top5 = True
-  return config
+  return default_config.variant(config, arg)

@@ -13,9 +13,10 @@ Hardware: one GPU (on 2 CPU cores ~8 minutes per epoch, estimated from its FLOPs
 import os
 
 from bntt_jax import config_lib
+from bntt_jax import default_config
 
 
-def get_config():
+def get_config(arg=None):
   config = config_lib.load_config(os.path.join(os.path.dirname(__file__), 'cifar10.py'))
   config.model.neuron = 'relu'
   config.model.timesteps = 1
@@ -24,4 +25,4 @@ def get_config():
   config.model.norm_kwargs = {'use_bias': True}
   config.train.learning_rate = 0.1    # 0.3 is the SNN's rate; ReLU nets with BN prefer 0.1
   config.eval.num_keys = 1             # deterministic: no Poisson draws
-  return config
+  return default_config.variant(config, arg)

@@ -15,11 +15,12 @@ Hardware: one GPU (4x the steps of the BNTT run).
 import os
 
 from bntt_jax import config_lib
+from bntt_jax import default_config
 
 
-def get_config():
+def get_config(arg=None):
   config = config_lib.load_config(os.path.join(os.path.dirname(__file__), 'cifar10.py'))
   config.model.norm = 'none'
   config.model.timesteps = 100
   config.model.remat = True        # T = 100 activations would not fit otherwise
-  return config
+  return default_config.variant(config, arg)

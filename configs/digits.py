@@ -17,5 +17,5 @@ epochs. Hardware: any CPU.
 from bntt_jax import default_config
 
 
-def get_config():
-  return default_config.get_config()
+def get_config(arg=None):
+  return default_config.variant(default_config.get_config(), arg)

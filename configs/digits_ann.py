@@ -14,7 +14,7 @@ Hardware: any CPU.
 from bntt_jax import default_config
 
 
-def get_config():
+def get_config(arg=None):
   config = default_config.get_config()
   config.model.neuron = 'relu'
   config.model.timesteps = 1
@@ -22,4 +22,4 @@ def get_config():
   config.model.norm = 'bn'
   config.model.norm_kwargs = {'use_bias': True}
   config.eval.num_keys = 1       # deterministic: no Poisson draws
-  return config
+  return default_config.variant(config, arg)

@@ -39,7 +39,7 @@ import ml_collections
 from bntt_jax import default_config
 
 
-def get_config():
+def get_config(arg=None):
   config = default_config.get_config()
   config.data.name = 'dvs_cifar10'
   config.data.source = 'directory'
@@ -79,4 +79,4 @@ def get_config():
 
   config.eval.batch_size = 500
   config.eval.num_keys = 1         # frames are deterministic: no Poisson draws
-  return config
+  return default_config.variant(config, arg)

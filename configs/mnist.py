@@ -17,7 +17,7 @@ Hardware: 2 CPU cores take ~1 hour; a GPU a few minutes.
 from bntt_jax import default_config
 
 
-def get_config():
+def get_config(arg=None):
   config = default_config.get_config()
   config.data.name = 'mnist'
   config.data.source = 'tfds'
@@ -25,4 +25,4 @@ def get_config():
   config.train.epochs = 10
   config.train.batch_size = 64
   config.eval.batch_size = 500
-  return config
+  return default_config.variant(config, arg)

@@ -23,9 +23,10 @@ import os
 import ml_collections
 
 from bntt_jax import config_lib
+from bntt_jax import default_config
 
 
-def get_config():
+def get_config(arg=None):
   config = config_lib.load_config(os.path.join(os.path.dirname(__file__), 'cifar100.py'))
   config.data.name = 'tiny_imagenet'
   config.data.dir = ''
@@ -34,4 +35,4 @@ def get_config():
   config.data.std = (0.2302, 0.2265, 0.2262)
   config.data.options = ml_collections.ConfigDict({'cache_dir': ''})
   config.model.num_classes = 200
-  return config
+  return default_config.variant(config, arg)

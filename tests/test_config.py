@@ -5,7 +5,7 @@ import os
 import ml_collections
 import pytest
 
-from bntt_jax import config_lib, default_config, models, network, neurons, norms, optim
+from bntt_jax import config_lib, data, default_config, models, network, neurons, norms, optim
 from bntt_jax.errors import ConfigError
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), '..', 'configs', '*.py')))
@@ -25,7 +25,8 @@ def test_config_documents_its_command_and_validates(path):
   assert 'Expected' in source and ('Hardware' in source or 'hardware' in source.lower())
   config = config_lib.load_config(path)
   assert isinstance(config.seed, int)
-  if config.data.name in ('tiny_imagenet', 'dvs_cifar10'):   # need a local directory
+  source = data.resolve_source(config.data.name, config.data.source)
+  if source in data.REGISTRY[config.data.name].needs_dir:   # need a local directory
     with pytest.raises(ConfigError, match='data directory'):
       config_lib.validate(config)
   else:

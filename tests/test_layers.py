@@ -23,7 +23,8 @@ LAYERS = [
     ('network', ['network']),
     ('models', ['models']),
     ('the parts of a run', ['data', 'checkpoint', 'metrics', 'sharding', 'optim',
-                            'preemption', 'runlock', 'config_lib', 'run_lib', 'evaluator']),
+                            'preemption', 'runlock', 'config_lib', 'run_lib', 'evaluator',
+                            'summary_writer']),
     ('training and analysis', ['train', 'analysis']),
     ('command lines', ['main', 'analyze', 'plan']),
 ]

@@ -37,8 +37,12 @@ def test_progress_bar_shows_eta_on_a_terminal_and_nothing_otherwise():
   bar.update(10, loss='0.5')
   bar.update(20, loss='0.4')
   bar.close()
+  bar.update(30)     # a new line after close: an epoch's summary is logged between
+  bar.close()
   out = tty.getvalue()
-  assert '\r[' in out and '20/100' in out and 'ETA 0:00:' in out and out.endswith('\n')
+  assert '20/100' in out and 'loss=0.4' in out and out.endswith('\n')
+  lines = out.split('\n')
+  assert len(lines) == 3 and '30/100' in lines[1] and '30/100' not in lines[0]
   plain = io.StringIO()
   bar = metrics.ProgressBar(100, stream=plain)
   bar.update(10)

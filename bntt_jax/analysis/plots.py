@@ -173,3 +173,90 @@ def spike_rate_bars(reports: Sequence[dict], path: str) -> str:
   if snn:
     ax.legend(fontsize='small')
   return _save(fig, path)
+
+
+def training_curves(runs: dict, path: str) -> str:
+  """Per logging step (``steps.jsonl`` rows), one line per run: training loss, training
+  accuracy and hidden-layer spikes per image."""
+  fig, axes = _figure(12.0, 3.8, ncols=3)
+  for name, rows in runs.items():
+    if not rows:
+      continue
+    step = [r['step'] for r in rows]
+    axes[0].plot(step, [r['train_loss'] for r in rows], label=name)
+    axes[1].plot(step, [100 * r['train_accuracy'] for r in rows], label=name)
+    axes[2].plot(step, [r['spikes_per_image'] for r in rows], label=name)
+  for ax, what in zip(axes, ('training loss', 'training accuracy (%)', 'spikes per image')):
+    ax.set_xlabel('training step')
+    ax.set_ylabel(what)
+    ax.grid(alpha=0.3)
+  axes[2].set_yscale('symlog')
+  axes[0].legend(fontsize='small')
+  return _save(fig, path)
+
+
+def gamma_over_training(rows: Sequence[dict], path: str) -> str:
+  """BNTT's mean gamma (over layers and channels) at each time step, as training goes: a heat
+  map, logging step by time step."""
+  fig, ax = _figure(7.0, 4.0)
+  g = np.asarray([r['mean_gamma'] for r in rows if 'mean_gamma' in r])
+  if not g.size:
+    ax.text(0.5, 0.5, 'no per-step gamma', ha='center', va='center')
+    return _save(fig, path)
+  steps = [r['step'] for r in rows if 'mean_gamma' in r]
+  im = ax.imshow(g.T, aspect='auto', origin='lower', cmap='viridis',
+                 extent=(steps[0], steps[-1], 0.5, g.shape[1] + 0.5))
+  fig.colorbar(im, ax=ax, label='mean gamma')
+  ax.set_xlabel('training step')
+  ax.set_ylabel('time step t')
+  ax.set_title('Mean BNTT gamma per time step during training')
+  return _save(fig, path)
+
+
+def spike_heatmap(spike_rates: dict, path: str) -> str:
+  """Spikes per neuron per layer and time step (a heat map of ``rate_per_step``)."""
+  fig, ax = _figure(7.0, 4.0)
+  r = np.asarray(spike_rates['rate_per_step'])
+  im = ax.imshow(r, aspect='auto', cmap='magma', extent=(0.5, r.shape[1] + 0.5,
+                                                          len(r) - 0.5, -0.5))
+  ax.set_yticks(np.arange(len(r)), spike_rates['layers'])
+  fig.colorbar(im, ax=ax, label='spikes per neuron')
+  ax.set_xlabel('time step t')
+  ax.set_title('Spike rate per layer and time step')
+  return _save(fig, path)
+
+
+def accuracy_vs_latency(trained: Sequence[tuple], after_k: Sequence[float], baselines: dict,
+                        path: str) -> str:
+  """Test accuracy of networks trained at each T (``trained``: ``(T, accuracy)``), the
+  accuracy after k steps of the one trained at the largest T (``after_k``), and horizontal
+  lines for ``baselines`` (name -> accuracy)."""
+  fig, ax = _figure()
+  if after_k:
+    ax.plot(np.arange(1, len(after_k) + 1), np.asarray(after_k) * 100, marker='.',
+            label=f'BNTT T={len(after_k)}: first k steps')
+  if trained:
+    t, a = zip(*sorted(trained))
+    ax.plot(t, np.asarray(a) * 100, marker='o', ms=8, ls='-', label='BNTT trained at T')
+  for i, (name, acc) in enumerate(baselines.items()):
+    ax.axhline(acc * 100, ls='--', color=f'C{i + 2}', label=name)
+  ax.set_xlabel('time steps (T, or k steps run)')
+  ax.set_ylabel('test accuracy (%)')
+  ax.set_title('Accuracy against latency')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize='small')
+  return _save(fig, path)
+
+
+def gamma_per_step(curves: dict, path: str) -> str:
+  """The learnt mean gamma (over layers and channels) at each time step, one line per run
+  (``curves``: name -> ``[T]``)."""
+  fig, ax = _figure()
+  for name, g in curves.items():
+    ax.plot(np.arange(1, len(g) + 1), g, marker='.', label=name)
+  ax.set_xlabel('time step t')
+  ax.set_ylabel('mean gamma')
+  ax.set_title('Learnt gamma per time step')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize='small')
+  return _save(fig, path)
