@@ -25,6 +25,8 @@ import math
 import re
 from typing import Dict, List, Optional, Tuple
 
+from bntt_jax import versions
+
 _ITEMSIZE = {'pred': 1, 's8': 1, 'u8': 1, 's16': 2, 'u16': 2, 'f16': 2, 'bf16': 2,
              's32': 4, 'u32': 4, 'f32': 4, 's64': 8, 'u64': 8, 'f64': 8, 'c64': 8, 'c128': 16,
              'f8e4m3fn': 1, 'f8e5m2': 1, 's4': 1, 'u4': 1}
@@ -273,6 +275,8 @@ def closure(comps: Dict[str, Computation], root: str) -> set:
 
 def _xla_cost(module_text: str) -> Tuple[float, float]:
   """``(flops, bytes accessed)`` of an HLO module by XLA's HloCostAnalysis."""
+  versions.require_tested_jax("XLA's cost analysis (bntt_jax.xla_cost, private jax._src and "
+                              'jaxlib functions)')
   import jax  # pylint: disable=g-import-not-at-top
   from jax._src.lib import _jax  # pylint: disable=g-import-not-at-top
   from jaxlib import _hlo  # pylint: disable=g-import-not-at-top

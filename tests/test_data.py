@@ -156,6 +156,7 @@ def test_digits_split_is_fixed_stratified_and_complete():
 
 def test_tfds_source_reads_every_example_of_both_splits():
   tfds = pytest.importorskip('tensorflow_datasets')
+  pytest.importorskip('tensorflow')   # the mock is unprepared data: preparing needs TensorFlow
   with tfds.testing.mock_data(num_examples=11):
     ds = data_lib.load_dataset('cifar10')
   assert ds.train.x.shape == (11, 32, 32, 3) and ds.test.x.shape == (11, 32, 32, 3)
@@ -268,6 +269,7 @@ def test_tfds_unprepared_without_network_is_a_data_error_with_the_command(tmp_pa
                                                                           monkeypatch):
   """Before: the requests.exceptions.ConnectionError came out raw."""
   requests = pytest.importorskip('requests')
+  pytest.importorskip('tensorflow')   # without it the load stops earlier, asking for it
   _unprepared_dummy(monkeypatch, requests.exceptions.ConnectionError('Max retries exceeded'))
   with pytest.raises(DataError) as e:
     tfds_source.load('dummy_mnist', data_dir=str(tmp_path))
@@ -319,6 +321,7 @@ def test_example_spec_is_what_the_loaders_return(tmp_path):
   """A plan compiles a run's steps from data.example_spec, without the data: it must agree
   with every loader (the tfds datasets through tfds's mock, whose shapes are the real ones)."""
   tfds = pytest.importorskip('tensorflow_datasets')
+  pytest.importorskip('tensorflow')   # the mock is unprepared data: preparing needs TensorFlow
   loaded = {'digits': data_lib.load_dataset('digits')}
   with tfds.testing.mock_data(num_examples=2):
     for name in ('cifar10', 'cifar100', 'mnist', 'fashion_mnist'):

@@ -44,6 +44,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
 from bntt_jax import neurons
+from bntt_jax import versions
 from bntt_jax import vma
 
 LANES = neurons.LANES
@@ -155,7 +156,13 @@ def _layout(x, mul) -> Optional[Layout]:
 
 
 def supports(x, mul, add) -> bool:
-  """Whether :func:`lif_affine_sequence` takes these operands (module doc)."""
+  """Whether :func:`lif_affine_sequence` takes these operands (module doc).
+
+  Raises :class:`bntt_jax.errors.ConfigError` (one line) with a JAX outside the tested range
+  (:mod:`bntt_jax.versions`): Pallas's API changes between releases.
+  """
+  versions.require_tested_jax('the Pallas TPU LIF kernels (--config.model.lif_kernel=off runs '
+                              'the scan instead)')
   return (x.ndim >= 3 and x.dtype in (jnp.float32, jnp.bfloat16) and mul.shape == add.shape
           and mul.ndim == 3 and mul.shape[0] == x.shape[0] and mul.shape[2] == x.shape[-1]
           and x.shape[1] % mul.shape[1] == 0
