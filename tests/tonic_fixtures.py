@@ -143,3 +143,112 @@ def write_shd(root, *, per_split: Dict[str, int] = None, spikes: int = 80,
                           'p': np.zeros(n, np.int64)}, label))
     write_shd_file(os.path.join(os.fspath(root), 'SHD', f'shd_{split}.h5'), rows)
   return out
+
+
+# -- CIFAR10-DVS as tonic reads it: AEDAT 4.0 ---------------------------------
+#
+# The layout (iniVation, "AEDAT 4.0"; the schemas events.fbs and ioheader.fbs that DV and the
+# aedat decoder share):
+#   "#!AER-DAT4.0\r\n", then the IO header, a size-prefixed flatbuffer (file id "IOHE"):
+#   table { compression: int32 = 0 (none); file_data_position: int64 = -1; description: string }
+#   whose description is DV's XML naming each output stream (typeIdentifier, info/sizeX, sizeY);
+#   then packets: uint32 stream id, uint32 byte length (little-endian), and a size-prefixed
+#   flatbuffer (file id "EVTS") table { elements: [Event] } of
+#   struct Event { t: int64 (us); x: int16; y: int16; on: bool } (16 bytes, aligned to 8).
+# Packets are written uncompressed (compression 0, which the format allows); the real files
+# use LZ4, which the decoder undoes before the same flatbuffers.
+
+AEDAT4_MAGIC = b'#!AER-DAT4.0\r\n'
+
+
+def _aedat4_description(width: int, height: int) -> str:
+  return ('<dv version="2.0"><node name="outInfo" path="/mainloop/Recorder/outInfo/">'
+          '<node name="0" path="/mainloop/Recorder/outInfo/0/">'
+          '<attr key="compression" type="string">NONE</attr>'
+          '<attr key="originalModuleName" type="string">converter</attr>'
+          '<attr key="originalOutputName" type="string">events</attr>'
+          '<attr key="typeDescription" type="string">Array of events (polarity ON/OFF).</attr>'
+          '<attr key="typeIdentifier" type="string">EVTS</attr>'
+          '<node name="info" path="/mainloop/Recorder/outInfo/0/info/">'
+          f'<attr key="sizeX" type="int">{width}</attr>'
+          f'<attr key="sizeY" type="int">{height}</attr>'
+          '<attr key="source" type="string">DVS128</attr>'
+          '</node></node></node></dv>')
+
+
+def _ioheader(width: int, height: int) -> bytes:
+  import flatbuffers  # pylint: disable=g-import-not-at-top  (only the AEDAT 4.0 writer)
+  b = flatbuffers.Builder(1024)
+  desc = b.CreateString(_aedat4_description(width, height))
+  b.StartObject(3)
+  b.PrependInt64Slot(1, -1, -1)
+  b.PrependUOffsetTRelativeSlot(2, desc, 0)
+  b.FinishSizePrefixed(b.EndObject(), file_identifier=b'IOHE')
+  return bytes(b.Output())
+
+
+def _event_packet(t, x, y, on) -> bytes:
+  import flatbuffers  # pylint: disable=g-import-not-at-top
+  b = flatbuffers.Builder(1024 + 16 * len(t))
+  b.StartVector(16, len(t), 8)
+  for ti, xi, yi, oi in reversed(list(zip(t, x, y, on))):
+    b.Prep(8, 16)
+    b.Pad(3)
+    b.PrependBool(bool(oi))
+    b.PrependInt16(int(yi))
+    b.PrependInt16(int(xi))
+    b.PrependInt64(int(ti))
+  vec = b.EndVector()
+  b.StartObject(1)
+  b.PrependUOffsetTRelativeSlot(0, vec, 0)
+  b.FinishSizePrefixed(b.EndObject(), file_identifier=b'EVTS')
+  return bytes(b.Output())
+
+
+def aedat4_bytes(t, x, y, on, *, width: int = 128, height: int = 128,
+                 packet_size: int = 64) -> bytes:
+  """One event stream (id 0) in packets of ``packet_size`` events."""
+  out = [AEDAT4_MAGIC, _ioheader(width, height)]
+  for s in range(0, len(t), packet_size):
+    pkt = _event_packet(t[s:s + packet_size], x[s:s + packet_size], y[s:s + packet_size],
+                        on[s:s + packet_size])
+    out.append(np.asarray([0, len(pkt)], '<u4').tobytes() + pkt)
+  return b''.join(out)
+
+
+def write_cifar10dvs(root, *, classes=('airplane', 'automobile'), per_class: int = 4,
+                     base_events: int = 40, seed: int = 0, aedat2_root=None
+                     ) -> Dict[str, Sample]:
+  """``CIFAR10DVS/<class>/cifar10_<class>_<i>.aedat4``, and, with ``aedat2_root``, the same
+  recordings as the public AEDAT 2.0 release (``<class>/cifar10_<class>_<i>.aedat``).
+
+  The AEDAT 4.0 copy holds DV's view of each DVS128 address: ``x = 127 - raw x``,
+  ``y = 127 - raw y`` (jAER's x flip, then DV's top-left origin), ``on = raw bit == 0``;
+  timestamps shifted by a constant. Returns ``{relative .aedat4 path: (events, label)}``
+  with events in that view.
+  """
+  import dvs_fixtures  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  band = 128 // len(classes)
+  out = {}
+  for c, name in enumerate(classes):
+    for i in range(per_class):
+      n = base_events + i + 100 * c
+      raw_x = rng.integers(c * band, (c + 1) * band, n)
+      raw_y = rng.integers(0, 128, n)
+      raw_p = np.arange(n) % 2
+      t = 1_000_000 + np.sort(rng.integers(0, 100_000, n))
+      x, y, on = 127 - raw_x, 127 - raw_y, raw_p == 0
+      t4 = t + 5_000_000_000   # DV's absolute clock: a constant offset
+      rel = f'{name}/cifar10_{name}_{i}.aedat4'
+      path = os.path.join(os.fspath(root), 'CIFAR10DVS', rel)
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      with open(path, 'wb') as f:
+        f.write(aedat4_bytes(t4, x, y, on))
+      if aedat2_root is not None:
+        words = [(dvs_fixtures.dvs128_address(int(a), int(b), int(p)), int(ti))
+                 for a, b, p, ti in zip(raw_x, raw_y, raw_p, t)]
+        dvs_fixtures.write_recording(
+            os.path.join(os.fspath(aedat2_root), f'{name}/cifar10_{name}_{i}.aedat'), words)
+      out[rel] = ({'t': t4, 'x': x, 'y': y, 'p': on.astype(np.int64)}, c)
+  return out
