@@ -26,14 +26,15 @@ recording is split into T = 20 equal intervals (``split_by='time'``) instead of 
 1 ms steps. Expected: roughly 90-95 %; not run on the real data (it cannot be fetched on
 this machine).
 
-Memory and time: 1,077 x 20 x 32 x 32 x 2 float32 frames are 176 MB, cached once in
-``data.options.cache_dir``. A training step at batch 16 and T = 20 is 320 samples through
-~58 M MACs of convolutions each, ~110 GFLOP with the backward. Measured on 2 AVX-512 cores
-(Xeon 2.6 GHz, load average ~5 from other jobs) with this config on synthetic files of the
-real shapes (88 gestures of 3,000 events; untrained, 82 % of neurons firing, so the
-event-driven convolutions had little to skip): 12 samples/s after compilation, ~90 s per
-epoch, ~2.5-3 h for 100 epochs with evaluation (a trained network fires less and runs
-faster). GPU: not measured (no GPU was lent to this work); ~10 TFLOP per epoch, minutes.
+Hardware, memory and time: one GPU (or a CPU, slowly). 1,077 x 20 x 32 x 32 x 2 float32
+frames are 176 MB, cached once in ``data.options.cache_dir``. A training step at batch 16
+and T = 20 is 320 samples through ~58 M MACs of convolutions each, ~110 GFLOP with the
+backward. Measured on 2 AVX-512 cores (Xeon 2.6 GHz, load average ~5 from other jobs) with
+this config on synthetic files of the real shapes (88 gestures of 3,000 events; untrained,
+82 % of neurons firing, so the event-driven convolutions had little to skip): 12 samples/s
+after compilation, ~90 s per epoch, ~2.5-3 h for 100 epochs with evaluation (a trained
+network fires less and runs faster). GPU: not measured (no GPU was lent to this work); ~10
+TFLOP per epoch, minutes.
 
 Hyper-parameters (ours): Adam lr 1e-3, cosine, batch 16, 100 epochs, no weight decay,
 leak 0.95, threshold 1.

@@ -23,12 +23,13 @@ recordings are binned into T = 10 equal intervals of each recording's span
 (``split_by='time'``, ~30 ms each). Expected: about 98-99 %; not run on the real data (it
 cannot be fetched on this machine).
 
-Memory and time: 60,000 x 10 x 34 x 34 x 2 float32 frames are 5.5 GB (test 0.9 GB),
-cached once in ``data.options.cache_dir`` (70k files to parse the first time). Measured on 2
-AVX-512 cores (Xeon 2.6 GHz, load average ~5 from other jobs) with this config on synthetic
-files of the real shapes (700 recordings): 923 samples/s after compilation (a step of
-100 x 10 x (2312 x 800 + 800 x 10) MACs, ~11 GFLOP with the backward), ~65 s per epoch, ~35
-min for 30 epochs. GPU: not measured (no GPU was lent to this work); a few minutes expected.
+Hardware, memory and time: a CPU or one GPU with 8 GB of host memory. 60,000 x 10 x 34 x 34
+x 2 float32 frames are 5.5 GB (test 0.9 GB), cached once in ``data.options.cache_dir`` (70k
+files to parse the first time). Measured on 2 AVX-512 cores (Xeon 2.6 GHz, load average ~5
+from other jobs) with this config on synthetic files of the real shapes (700 recordings):
+923 samples/s after compilation (a step of 100 x 10 x (2312 x 800 + 800 x 10) MACs, ~11
+GFLOP with the backward), ~65 s per epoch, ~35 min for 30 epochs. GPU: not measured (no GPU
+was lent to this work); a few minutes expected.
 
 Hyper-parameters (ours): Adam lr 1e-3, cosine, batch 100, 30 epochs, no weight decay,
 leak 0.95, threshold 1.

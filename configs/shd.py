@@ -25,12 +25,13 @@ asks for none) FC 128 -> FC 20 with BNTT after the hidden layer. Expected: betwe
 figures above; feed-forward SNNs of this size reach 70-80 % in other reports. No run on the
 real data was possible here (it cannot be fetched on this machine).
 
-Time: 8,156 x 100 x 700 float32 frames are 2.3 GB in memory (cached in
-``data.options.cache_dir``, built once). Measured on 2 AVX-512 cores (Xeon 2.6 GHz, load
-average ~5 from other jobs) with this config on synthetic files of the real shapes (tests/
-tonic_fixtures.py, 448 samples): 695 samples/s after compilation, i.e. ~12 s per epoch, ~15
-min for 60 epochs with evaluation. GPU: not measured (no GPU was lent to this work); the step
-is ~1 GFLOP, so a GPU run is bound by the time loop and the input copy, minutes.
+Hardware, memory and time: any CPU or one GPU. 8,156 x 100 x 700 float32 frames are 2.3 GB
+in memory (cached in ``data.options.cache_dir``, built once). Measured on 2 AVX-512 cores
+(Xeon 2.6 GHz, load average ~5 from other jobs) with this config on synthetic files of the
+real shapes (tests/ tonic_fixtures.py, 448 samples): 695 samples/s after compilation, i.e.
+~12 s per epoch, ~15 min for 60 epochs with evaluation. GPU: not measured (no GPU was lent
+to this work); the step is ~1 GFLOP, so a GPU run is bound by the time loop and the input
+copy, minutes.
 
 Hyper-parameters (ours, not the baseline's): Adam lr 1e-3, cosine, batch 64, 60 epochs,
 weight decay 0, leak 0.95, threshold 1.

@@ -7,24 +7,28 @@ wrote, by loops independent of the module's binning.
 import importlib.util
 import os
 import sys
-import types
 
+import jax
 import numpy as np
 import pytest
+import tonic_fixtures as fx
 
-pytest.importorskip('tonic', reason='tonic is not installed (the optional extra '
-                    'bntt_jax[events]); the tonic sources are untested here')
-
-import dvs_fixtures  # pylint: disable=wrong-import-position
-import tonic_fixtures as fx  # pylint: disable=wrong-import-position
-
-from bntt_jax import config_lib  # pylint: disable=wrong-import-position
-from bntt_jax import data  # pylint: disable=wrong-import-position
-from bntt_jax.data import dvs, tonic_source  # pylint: disable=wrong-import-position
-from bntt_jax.errors import ConfigError, DataError  # pylint: disable=wrong-import-position
+from bntt_jax import config_lib
+from bntt_jax import data
+from bntt_jax import models
+from bntt_jax import train
+from bntt_jax.data import dvs, tonic_source
+from bntt_jax.errors import ConfigError, DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_AEDAT = importlib.util.find_spec('aedat') is not None
+# The tests that read files through tonic; the rest (binning, errors, the network, the
+# configs) run without it.
+needs_tonic = pytest.mark.skipif(
+    importlib.util.find_spec('tonic') is None,
+    reason='tonic is not installed (the optional extra bntt_jax[events]): its datasets untested')
+needs_aedat = pytest.mark.skipif(
+    not HAVE_AEDAT, reason='the aedat package (tonic reads AEDAT 4.0 with it) is not installed')
 
 
 def _load(name, d, **options):
@@ -66,7 +70,8 @@ def test_frames_equal_the_dvs_paths_binning_on_the_same_events(split_by, method)
   n = 500
   ev = np.empty(n, dvs.EVENT_DTYPE)
   ev['t'] = np.sort(rng.integers(0, 10_000, n)) + 77
-  ev['x'], ev['y'], ev['p'] = rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n)
+  ev['x'], ev['y'] = rng.integers(0, 128, n), rng.integers(0, 128, n)
+  ev['p'] = rng.integers(0, 2, n)
   ours = tonic_source.events_to_frames(
       {k: ev[k].astype(np.int64) for k in 'txyp'}, sensor=(128, 128, 2), timesteps=7,
       size=42, split_by=split_by, method=method)
@@ -110,6 +115,7 @@ def test_shd_channels_are_area_resampled_keeping_every_spike():
 # -- each dataset end to end --------------------------------------------------
 
 
+@needs_tonic
 def test_dvsgesture_frames_labels_and_splits_through_tonic(tmp_path):
   written = fx.write_dvsgesture(tmp_path)
   ds = _load('dvsgesture', tmp_path, timesteps=5, size=32)
@@ -126,6 +132,7 @@ def test_dvsgesture_frames_labels_and_splits_through_tonic(tmp_path):
       ds.train.x.shape[1:], 11)
 
 
+@needs_tonic
 def test_nmnist_frames_follow_tonics_overflow_markers_and_count_bins(tmp_path):
   written = fx.write_nmnist(tmp_path)
   ds = _load('nmnist', tmp_path, timesteps=3, split_by='count')
@@ -143,6 +150,7 @@ def test_nmnist_frames_follow_tonics_overflow_markers_and_count_bins(tmp_path):
   assert data.example_spec('nmnist', {'timesteps': 3}) == (t.train.x.shape[1:], 10)
 
 
+@needs_tonic
 def test_shd_frames_from_the_h5_release_in_10ms_windows(tmp_path):
   written = fx.write_shd(tmp_path)
   ds = _load('shd', tmp_path, timesteps=100, split_by='window', window_us=1_000_000)
@@ -160,8 +168,8 @@ def test_shd_frames_from_the_h5_release_in_10ms_windows(tmp_path):
                                                               written['train']], rtol=1e-5)
 
 
-@pytest.mark.skipif(not HAVE_AEDAT, reason='the aedat package (tonic reads AEDAT 4.0 with it) '
-                    'is not installed')
+@needs_tonic
+@needs_aedat
 def test_cifar10dvs_through_tonic_equals_our_aedat2_reader(tmp_path):
   """The same recordings in AEDAT 4.0 (DV's axes, shifted clock) and AEDAT 2.0: tonic's
   frames transposed (orientation='spikingjelly') equal bntt_jax.data.dvs's default ones,
@@ -186,6 +194,7 @@ def test_cifar10dvs_through_tonic_equals_our_aedat2_reader(tmp_path):
 # -- the cache ------------------------------------------------------------------
 
 
+@needs_tonic
 def test_cache_is_reused_keyed_by_settings_and_sources_and_loads_without_pickle(
     tmp_path, monkeypatch):
   fx.write_nmnist(tmp_path / 'd')
@@ -220,6 +229,7 @@ def test_cache_is_reused_keyed_by_settings_and_sources_and_loads_without_pickle(
 # -- errors ---------------------------------------------------------------------
 
 
+@needs_tonic
 def test_truncated_nmnist_file_stops_with_its_name_or_is_skipped(tmp_path):
   fx.write_nmnist(tmp_path)
   bad = tmp_path / 'NMNIST' / 'Train' / '4' / '00001.bin'
@@ -233,6 +243,7 @@ def test_truncated_nmnist_file_stops_with_its_name_or_is_skipped(tmp_path):
   assert len(ds.train) == 19 and ds.train.y.tolist().count(4) == 1
 
 
+@needs_tonic
 def test_damaged_dvsgesture_and_shd_files_are_one_line_errors_naming_them(tmp_path):
   fx.write_dvsgesture(tmp_path)
   bad = tmp_path / 'DVSGesture' / 'ibmGestureTest' / 'user24_led' / '7.npy'
@@ -248,6 +259,7 @@ def test_damaged_dvsgesture_and_shd_files_are_one_line_errors_naming_them(tmp_pa
   assert 'shd_train.h5' in str(e.value) and '\n' not in str(e.value)
 
 
+@needs_tonic
 def test_out_of_range_coordinates_name_the_file(tmp_path):
   fx.write_dvsgesture(tmp_path)
   bad = tmp_path / 'DVSGesture' / 'ibmGestureTrain' / 'user01_fluorescent' / '3.npy'
@@ -258,8 +270,9 @@ def test_out_of_range_coordinates_name_the_file(tmp_path):
     _load('dvsgesture', tmp_path, timesteps=2, size=32)
 
 
+@needs_tonic
 def test_missing_dataset_is_a_data_error_and_downloads_only_when_asked(tmp_path, monkeypatch):
-  import tonic.dataset  # pylint: disable=g-import-not-at-top
+  import tonic.dataset  # pylint: disable=g-import-not-at-top  (an optional extra)
   calls = []
   monkeypatch.setattr(tonic.dataset, 'download_and_extract_archive',
                       lambda url, root, filename, md5: calls.append((url, filename, md5)))
@@ -306,8 +319,6 @@ def test_registry_entries_take_only_the_tonic_source_and_need_a_directory():
 
 
 def test_mlp_runs_dense_bntt_layers_over_700_channels_per_step():
-  import jax  # pylint: disable=g-import-not-at-top
-  from bntt_jax import models  # pylint: disable=g-import-not-at-top
   net = models.create_model('mlp', num_classes=20, num_steps=6, encoding='frames',
                             arch_kwargs={'hidden': (16, 8)}, lif_kernel='off')
   x = jax.random.uniform(jax.random.PRNGKey(0), (3, 6, 700)) * 3
@@ -352,10 +363,10 @@ def test_configs_validate_and_their_smoke_variant_keeps_the_network(name, tmp_pa
 WRITERS = {'dvs_gesture': fx.write_dvsgesture, 'nmnist': fx.write_nmnist, 'shd': fx.write_shd}
 
 
+@needs_tonic
 @pytest.mark.full
 @pytest.mark.parametrize('name', ['dvs_gesture', 'nmnist', 'shd'])
 def test_smoke_config_trains_end_to_end_on_the_fixture_files(name, tmp_path):
-  from bntt_jax import train  # pylint: disable=g-import-not-at-top
   WRITERS[name](tmp_path / 'data')
   config = _config(name, 'smoke')
   config.data.dir = str(tmp_path / 'data')
@@ -365,3 +376,21 @@ def test_smoke_config_trains_end_to_end_on_the_fixture_files(name, tmp_path):
   assert summary['steps'] == n_train // config.train.batch_size
   assert 0.0 <= summary['final_test_accuracy'] <= 1.0
   assert os.path.exists(tmp_path / 'run' / 'summary.json')
+
+
+@needs_tonic
+@needs_aedat
+def test_truncated_aedat4_recording_and_unknown_class_folder_are_named(tmp_path):
+  fx.write_cifar10dvs(tmp_path, per_class=3)
+  bad = tmp_path / 'CIFAR10DVS' / 'automobile' / 'cifar10_automobile_1.aedat4'
+  bad.write_bytes(bad.read_bytes()[:-7])           # cut inside the last packet
+  with pytest.raises(DataError) as e:
+    _load('cifar10dvs', tmp_path, timesteps=2, size=42)
+  assert str(bad) in str(e.value) and '\n' not in str(e.value)
+  with pytest.warns(RuntimeWarning, match='cifar10_automobile_1'):
+    ds = _load('cifar10dvs', tmp_path, timesteps=2, size=42, on_error='skip')
+  assert len(ds.train) + len(ds.test) == 5
+  (tmp_path / 'CIFAR10DVS' / 'zebra').mkdir()
+  (tmp_path / 'CIFAR10DVS' / 'zebra' / 'z_0.aedat4').write_bytes(b'')
+  with pytest.raises(DataError, match="CIFAR10DVS.*KeyError: 'zebra'"):
+    _load('cifar10dvs', tmp_path, timesteps=2, size=42)

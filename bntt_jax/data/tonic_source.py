@@ -622,6 +622,9 @@ def load(name: str, data_dir: str, *, download: bool = False, seed: int = 0,
 
 
 def _take(split: _Split, rows):
-  # Fancy indexing copies out of the memory map; a full slice is copied explicitly.
-  x = np.array(split.frames[rows], np.float32, copy=True)
-  return x, split.labels[rows].astype(np.int32)
+  """``(frames, labels)`` of ``rows``: read out of a cache's memory map into memory, or the
+  frames just made, without a second copy (N-MNIST's training frames are 5.5 GB)."""
+  x = split.frames[rows]
+  if isinstance(split.frames, np.memmap):
+    x = np.array(x, np.float32)
+  return np.ascontiguousarray(x, np.float32), split.labels[rows].astype(np.int32)
