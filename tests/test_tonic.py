@@ -6,6 +6,7 @@ wrote, by loops independent of the module's binning.
 """
 import importlib.util
 import os
+import subprocess
 import sys
 
 import jax
@@ -394,3 +395,28 @@ def test_truncated_aedat4_recording_and_unknown_class_folder_are_named(tmp_path)
   (tmp_path / 'CIFAR10DVS' / 'zebra' / 'z_0.aedat4').write_bytes(b'')
   with pytest.raises(DataError, match="CIFAR10DVS.*KeyError: 'zebra'"):
     _load('cifar10dvs', tmp_path, timesteps=2, size=42)
+
+
+def _main(args):
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  return subprocess.run([sys.executable, '-m', 'bntt_jax.main'] + args, cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+@needs_tonic
+@pytest.mark.full
+def test_main_reports_an_absent_or_damaged_dataset_in_one_line_and_exits_2(tmp_path):
+  args = ['--config=configs/shd.py', f'--config.data.dir={tmp_path}',
+          '--config.data.options.cache_dir=', f'--workdir={tmp_path / "run"}']
+  r = _main(args)
+  lines = [l for l in r.stderr.splitlines() if l.startswith('error:')]
+  assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+  assert 'shd_train.h5' in lines[0] and 'data.download=True' in lines[0]
+  assert 'Traceback' not in r.stderr
+  fx.write_shd(tmp_path)
+  h5 = tmp_path / 'SHD' / 'shd_test.h5'
+  h5.write_bytes(h5.read_bytes()[:100])
+  r = _main(args)
+  lines = [l for l in r.stderr.splitlines() if l.startswith('error:')]
+  assert r.returncode == 2 and len(lines) == 1 and 'shd_test.h5' in lines[0], r.stderr[-2000:]
+  assert 'Traceback' not in r.stderr

@@ -69,7 +69,7 @@ SHD's channels are resampled the same way along their one axis.
 The DVS-CIFAR10 frames through tonic
 ------------------------------------
 Given the same events, the frames here equal :func:`bntt_jax.data.dvs.events_to_frames`
-(same binning, same resampling; ``tests/test_tonic.py`` checks it on one recording
+(same binning, same resampling; ``tests/test_tonic.py`` checks it on recordings
 written in both formats). What can differ is the events: tonic's ``CIFAR10DVS`` reads
 the AEDAT 4.0 re-encoding, whose axes are iniVation DV's (origin at the top left:
 ``x = 127 - raw x``, ``y = 127 - raw y`` of the DVS128 address, if DV converted
