@@ -71,10 +71,10 @@ The DVS-CIFAR10 frames through tonic
 Given the same events, the frames here equal :func:`bntt_jax.data.dvs.events_to_frames`
 (same binning, same resampling; ``tests/test_tonic.py`` checks it on recordings
 written in both formats). What can differ is the events: tonic's ``CIFAR10DVS`` reads
-the AEDAT 4.0 re-encoding, whose axes are iniVation DV's (origin at the top left:
-``x = 127 - raw x``, ``y = 127 - raw y`` of the DVS128 address, if DV converted
-jAER's bottom-left origin as its documentation says; not checked against the real
-files here, which cannot be fetched on this machine). Our reader's default
+the AEDAT 4.0 re-encoding made with iniVation's DV, whose origin is the top left; we take
+its axes to be ``x = 127 - raw x``, ``y = 127 - raw y`` of the DVS128 address (jAER's
+view with its bottom-left origin moved to the top left). That is an assumption, not
+checked against the real files, which cannot be fetched on this machine. Our reader's default
 ``orientation='spikingjelly'`` is that view transposed; ``orientation='spikingjelly'``
 here transposes tonic's frames to it, ``'tonic'`` keeps them as read. Timestamps
 differ by an offset at most, which the binning ignores (it counts from each
