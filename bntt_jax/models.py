@@ -14,6 +14,9 @@
   32, AP2, 64, 64, 64, AP2, FC 256 (Fashion-MNIST at 14x14 or 28x28).
 * ``smallnet``: grey 8x8 (digits) or 28x28 (MNIST): conv 32 AP2, conv 64 AP2,
   FC 256, FC classes.
+* ``mlp``: dense BNTT layers only, e.g. SHD's 700 channels per step (``[B, T, 700]``
+  frames) or N-MNIST's flattened 34x34x2: FC ``hidden[0]``, ..., FC classes (no
+  recurrent connections). Default hidden (256,); ``hidden`` in ``arch_kwargs``.
 
 Every hidden layer is synapse (no bias) -> norm -> LIF (-> pool); the last FC is
 the accumulating readout. Weights use the reference init (xavier-uniform,
@@ -80,12 +83,20 @@ def smallnet_layers(widths: Sequence[int] = (32, 64), hidden: int = 256) -> tupl
   return tuple(conv(w, 2) for w in widths) + (dense(hidden),)
 
 
+def mlp_layers(hidden: Sequence[int] = (256,)) -> tuple:
+  hidden = tuple(hidden)
+  if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+    raise errors.ConfigError('mlp hidden widths', hidden, 'one or more integers >= 1')
+  return tuple(dense(h) for h in hidden)
+
+
 ARCHITECTURES = {
     'vgg9': vgg9_layers,
     'vgg11': vgg11_layers,
     'dvsnet': dvsnet_layers,
     'smallnet': smallnet_layers,
     'vgg': vgg_small_layers,
+    'mlp': mlp_layers,
 }
 
 

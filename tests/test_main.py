@@ -33,9 +33,9 @@ def _main(args, cache_dir=None, **kw):
 
 @pytest.mark.parametrize('args,message', [
     (['--config.model.arch=vgg99'],
-     "error: model 'vgg99' is not accepted: one of dvsnet, smallnet, vgg11, vgg9"),
+     "error: model 'vgg99' is not accepted: one of dvsnet, mlp, smallnet"),
     (['--config.data.name=imagenet'],
-     "error: dataset 'imagenet' is not accepted: one of cifar10, cifar100, digits"),
+     "error: dataset 'imagenet' is not accepted: one of cifar10, cifar100, cifar10dvs, digits"),
     (['--config.train.epochz=3'],
      "error: config key 'train.epochz' is not accepted: train has b1, b2, batch_size"),
     (['--config=configs/no_such_config.py'],

@@ -155,7 +155,7 @@ def test_dvsnet_and_smallnet_shapes():
 
 
 def test_model_rejects_bad_arguments():
-  with pytest.raises(ValueError, match="model 'vgg99' is not accepted: one of dvsnet, smallnet"):
+  with pytest.raises(ValueError, match="model 'vgg99' is not accepted: one of dvsnet, mlp, smallnet"):
     models.create_model('vgg99', num_classes=10, num_steps=2)
   with pytest.raises(ValueError, match='timesteps 0 is not accepted'):
     models.vgg9(num_steps=0)

@@ -17,6 +17,10 @@ mnist          tfds, idx                  tfds, or a directory of IDX files
 fashion_mnist  tfds, idx                  tfds, or a directory of IDX files
 tiny_imagenet  directory                  a local ``tiny-imagenet-200``
 dvs_cifar10    directory                  ``bntt_jax.data.dvs`` (lazy import)
+dvsgesture     tonic                      ``bntt_jax.data.tonic_source``: tonic's
+nmnist         tonic                      classes reading ``data_dir`` (their
+shd            tonic                      ``save_to``); tonic is an optional
+cifar10dvs     tonic                      extra, ``bntt_jax[events]``
 =============  =========================  =====================================
 
 ``source='auto'`` picks the first source of the row. Every loader reads all
@@ -127,6 +131,31 @@ def _dvs_cifar10(*, source, data_dir, download, split_seed, options):
                  Split(np.asarray(xte, np.float32), np.asarray(yte, np.int32)), info)
 
 
+def _tonic(name: str):
+  def load(*, source, data_dir, download, split_seed, options):
+    # Imported only when asked for (tonic itself only inside tonic_source, an optional extra).
+    from bntt_jax.data import tonic_source  # pylint: disable=g-import-not-at-top
+    (xtr, ytr), (xte, yte) = tonic_source.load(name, data_dir, download=download,
+                                               seed=split_seed, options=options)
+    info = DatasetInfo(name, tonic_source.SPECS[name].num_classes, tuple(xtr.shape[1:]), None,
+                       None, kind='frames')
+    return Dataset(Split(xtr, ytr), Split(xte, yte), info)
+  return load
+
+
+def _tonic_shape(name: str):
+  def shape(options):
+    from bntt_jax.data import tonic_source  # pylint: disable=g-import-not-at-top
+    return tonic_source.example_shape(name, options)
+  return shape
+
+
+def _tonic_entry(name: str, num_classes: int, layout: str) -> '_Entry':
+  return _Entry(_tonic(name), ('tonic',), ('tonic',), f'tonic\'s save_to directory holding '
+                f'{layout} (see bntt_jax.data.tonic_source)', 'frames',
+                shape=_tonic_shape(name), num_classes=num_classes)
+
+
 def _dvs_shape(options: Dict[str, Any]) -> Tuple[int, ...]:
   size = int(options.get('size', 42))
   return (int(options.get('timesteps', 20)), size, size, 2)
@@ -167,6 +196,11 @@ REGISTRY: Dict[str, _Entry] = {
     'dvs_cifar10': _Entry(_dvs_cifar10, ('directory',), ('directory',),
                           'a CIFAR10-DVS directory (see bntt_jax.data.dvs)', 'frames',
                           shape=_dvs_shape, num_classes=10),
+    'dvsgesture': _tonic_entry('dvsgesture', 11,
+                               'DVSGesture/ibmGestureTrain, ibmGestureTest'),
+    'nmnist': _tonic_entry('nmnist', 10, 'NMNIST/Train, NMNIST/Test'),
+    'shd': _tonic_entry('shd', 20, 'SHD/shd_train.h5, SHD/shd_test.h5'),
+    'cifar10dvs': _tonic_entry('cifar10dvs', 10, 'CIFAR10DVS/<class>/*.aedat4'),
 }
 
 
