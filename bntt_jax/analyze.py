@@ -33,7 +33,13 @@ from typing import List, Sequence, Tuple
 from absl import app
 from absl import flags
 
-from bntt_jax.errors import ConfigError
+from bntt_jax import checkpoint
+from bntt_jax import cli
+from bntt_jax import config_lib
+from bntt_jax import default_config
+from bntt_jax import platform
+from bntt_jax.analysis import runs
+from bntt_jax.errors import ConfigError, DataError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string('workdir', None, 'A finished run directory (config.json and '
@@ -53,7 +59,6 @@ def split_overrides(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
   arguments, and those as ``path=value``: ``--config.<path>`` and ``--noconfig.<path>``
   are a bool's ``true`` and ``false``, as ``main``'s config flags read them. Each is parsed
   as ``main`` parses it (:func:`bntt_jax.config_lib.parse_overrides`), the keys checked here."""
-  from bntt_jax import config_lib, default_config  # pylint: disable=g-import-not-at-top
   rest, overrides = [], []
   for a in argv:
     if a.startswith(OVERRIDE_PREFIX):
@@ -90,13 +95,8 @@ def main(argv):
   if not FLAGS.workdir:
     print('error: --workdir is required (repeat it for a side-by-side report)', file=sys.stderr)
     sys.exit(2)
-  # pylint: disable=g-import-not-at-top
-  from bntt_jax import checkpoint
-  from bntt_jax import platform
-  # pylint: enable=g-import-not-at-top
   checkpoint.quiet_logs()
   platform.configure_xla()   # before the first JAX computation
-  from bntt_jax.analysis import runs  # pylint: disable=g-import-not-at-top
   try:
     runs.run_all(FLAGS.workdir, _overrides, FLAGS.outdir, FLAGS.reference)
   except ConfigError as e:

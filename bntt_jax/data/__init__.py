@@ -30,6 +30,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from bntt_jax.data import digits
+from bntt_jax.data import idx
 from bntt_jax.errors import ConfigError, DataError
 
 
@@ -83,15 +85,16 @@ TINY_STD = (0.2302, 0.2265, 0.2262)
 
 
 def _digits(*, source, data_dir, download, split_seed, options):
-  from bntt_jax.data import digits  # pylint: disable=g-import-not-at-top
-  return digits.load(split_seed=split_seed, **options)
+  (xtr, ytr), (xte, yte) = digits.load(split_seed=split_seed, **options)
+  pixels = xtr.astype(np.float64) / 255.0   # the training images' statistics
+  info = DatasetInfo('digits', 10, (8, 8, 1), (float(pixels.mean()),), (float(pixels.std()),))
+  return Dataset(Split(xtr, ytr), Split(xte, yte), info)
 
 
 def _tfds(tfds_name, mean, std):
   def load(*, source, data_dir, download, split_seed, options):
     del split_seed
     if source == 'idx':
-      from bntt_jax.data import idx  # pylint: disable=g-import-not-at-top
       (xtr, ytr), (xte, yte) = idx.load_idx_dir(data_dir)
       num_classes = int(max(ytr.max(), yte.max())) + 1
     else:
