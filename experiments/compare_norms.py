@@ -38,8 +38,6 @@ from absl import logging
 from ml_collections import config_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)
 
 FLAGS = flags.FLAGS
 

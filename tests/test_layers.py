@@ -17,7 +17,8 @@ PACKAGE = os.path.join(ROOT, 'bntt_jax')
 
 # Bottom to top (README, Layout). A module may import its own layer and the layers below.
 LAYERS = [
-    ('foundation', ['errors', 'files', 'vma', 'platform', 'default_config', 'xla_cost']),
+    ('foundation', ['errors', 'files', 'vma', 'platform', 'default_config', 'xla_cost',
+                    'timing']),
     ('core math and its CPU kernels', ['coding', 'neurons', 'norms', 'synapses', 'kernels',
                                        'blocks']),
     ('network', ['network']),
