@@ -33,6 +33,7 @@ from ml_collections import config_flags
 from bntt_jax import cli
 from bntt_jax import config_lib
 from bntt_jax import platform
+from bntt_jax import records
 from bntt_jax.errors import (CheckpointError, ConfigError, DataError, NonFiniteLossError,
                              PREEMPTED_EXIT_CODE, Preempted)
 
@@ -50,6 +51,11 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f'argument {argv[1]!r} is not accepted: flags only (--config=..., --workdir=...)')
   config = FLAGS.config
+  workdir = FLAGS.workdir or _default_workdir(config_flags.get_config_filename(FLAGS['config']))
+  try:
+    notes = records.check_workdir(workdir)   # before anything reads or writes it
+  except (ConfigError, DataError) as e:
+    cli.fail(str(e))
   # Imported after run()'s re-exec: it loads JAX.
   from bntt_jax import checkpoint  # pylint: disable=g-import-not-at-top
   checkpoint.quiet_logs()
@@ -59,6 +65,8 @@ def main(argv):
     config_lib.validate(config)   # device-count checks follow in train_and_evaluate
   except (ConfigError, ValueError) as e:
     cli.fail(str(e))
+  for note in notes:
+    logging.warning('%s', note)
   # pylint: disable=g-import-not-at-top
   import jax
   from bntt_jax import plan_lib
@@ -66,12 +74,16 @@ def main(argv):
   from bntt_jax import train
   # pylint: enable=g-import-not-at-top
   sharding.initialize_distributed()   # multi-process runs only (JAX_COORDINATOR_ADDRESS)
-  workdir = FLAGS.workdir or _default_workdir(config_flags.get_config_filename(FLAGS['config']))
+  try:
+    devices = jax.devices()
+  except RuntimeError as e:   # e.g. JAX_PLATFORMS names a backend this machine does not have
+    cli.fail(f'JAX platforms {os.environ.get("JAX_PLATFORMS", "(default)")!r} are not accepted '
+             f'here: {config_lib.describe_flag_error(e)} (JAX_PLATFORMS=cpu runs on the CPU)')
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
-               jax.devices())
+               devices)
   logging.info('Workdir: %s', os.path.abspath(workdir))
   if FLAGS.plan:
-    report = plan_lib.plan(config, jax.devices())
+    report = plan_lib.plan(config, devices)
     if sharding.is_main_process():
       for line in plan_lib.summary_lines(report):
         print(line, flush=True)

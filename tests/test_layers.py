@@ -23,7 +23,7 @@ LAYERS = [
                                        'blocks']),
     ('network', ['network']),
     ('models', ['models']),
-    ('the parts of a run', ['data', 'checkpoint', 'metrics', 'sharding', 'optim',
+    ('the parts of a run', ['data', 'checkpoint', 'metrics', 'sharding', 'optim', 'records',
                             'preemption', 'runlock', 'config_lib', 'run_lib', 'evaluator']),
     ('training and analysis', ['train', 'analysis', 'plan_lib']),
     ('command lines', ['cli', 'main', 'analyze', 'plan']),

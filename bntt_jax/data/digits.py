@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bntt_jax.errors import ConfigError
+
 
 def load(split_seed: int = 0, test_fraction: float = 0.2):
   """Both splits: ``((train_x, train_y), (test_x, test_y))``, uint8 images ``[N, 8, 8, 1]``
@@ -17,6 +19,9 @@ def load(split_seed: int = 0, test_fraction: float = 0.2):
   from sklearn import datasets as sk_datasets
   from sklearn import model_selection
   # pylint: enable=g-import-not-at-top
+  if not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
+    raise ConfigError('digits test_fraction', test_fraction, 'a fraction in (0, 1) of the '
+                      '1,797 images')
   raw = sk_datasets.load_digits()
   x = np.round(raw.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
   y = raw.target.astype(np.int32)
