@@ -138,11 +138,11 @@ MXU_PASSES = {'highest': 6, 'float32': 6, 'high': 3, 'tensorfloat32': 3, 'defaul
 
 def parse_topology(name: str) -> Tuple[str, Tuple[int, ...]]:
   """``'v5e:2x2'`` -> ``('v5e', (2, 2))``; ``'cpu:8'`` -> ``('cpu', (8,))``."""
-  m = re.fullmatch(r'([a-z0-9]+):(\d+(?:x\d+)*)', name or '')
+  m = re.fullmatch(r'([a-z0-9]+):([1-9]\d*(?:x[1-9]\d*)*)', name or '')
   if not m:
     raise ValueError(f"topology {name!r} is not accepted: a JAX TPU topology name such as "
                      f"'v5e:2x2', 'v4:2x2x2', 'v5p:2x2x1', 'h100:8' (GPUs; 'h100:2x8': 2 "
-                     f"hosts of 8) or 'cpu:N'")
+                     f"hosts of 8) or 'cpu:N', every size >= 1")
   return m.group(1), tuple(int(d) for d in m.group(2).split('x'))
 
 

@@ -28,7 +28,8 @@ the row's directory changed); the rows not named passed there already:
   libtpu is installed (the cause, "Invalid TPU external name", at the end of the line),
   after six lines of libtpu's start-up warnings; ``misspelt_topology_flag``: "topology '' is
   not accepted", not the flag; ``hbm_gib_not_positive``: a plan against -1 GiB compiled and
-  ended "its train step needs 0.0... GiB of -1 GiB".
+  ended "its train step needs 0.0... GiB of -1 GiB"; ``no_cpu_devices`` tb
+  (ZeroDivisionError).
 * kernels: ``an_argument``: exit 0, the argument ignored and the kernels built.
 * compare_norms: ``unknown_flag`` and ``positional`` exit 1 with absl's usage text and no
   ``error:`` line; ``misspelt_config_key`` tb (ml_collections' AttributeError);
@@ -342,6 +343,7 @@ def test_analyze(results, row_id, message):
 PLAN = [
     ('no_topology', [], "topology '' is not accepted: a JAX TPU topology name"),
     ('topology_syntax', ['--topology=v5e'], "topology 'v5e' is not accepted"),
+    ('no_cpu_devices', ['--topology=cpu:0'], "topology 'cpu:0' is not accepted: a JAX TPU "),
     ('misspelt_topology_flag', ['--topolgy=v5e:2x2'], "Unknown command line flag 'topolgy'"),
     ('gpu_topology_shape', ['--topology=h100:1x2x3'],
      "topology 'h100:1x2x3' is not accepted: h100:GPUS or h100:HOSTSxGPUS"),
