@@ -9,7 +9,6 @@ host. Prints one JSON object: images/s with and without the prefetch thread.
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np

@@ -225,7 +225,7 @@ def results(request, place, tmp_path_factory):
   side (each is mostly Python's and JAX's start-up)."""
   base = tmp_path_factory.mktemp('new_runs')
   keys = _selected_rows(request.session.items)
-  with concurrent.futures.ThreadPoolExecutor(max(2, min(8, os.cpu_count() or 2))) as pool:
+  with concurrent.futures.ThreadPoolExecutor(max(2, min(4, os.cpu_count() or 2))) as pool:
     futures = {key: pool.submit(_run_row, *ROWS[key][:2], place,
                                 str(base / f'{key[0]}-{key[1]}'), ROWS[key][2])
                for key in keys}
