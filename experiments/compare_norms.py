@@ -44,6 +44,7 @@ from ml_collections import config_flags
 from bntt_jax import cli
 from bntt_jax import config_lib
 from bntt_jax import platform
+from bntt_jax import records
 from bntt_jax.errors import ConfigError, DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,6 +89,8 @@ def run_one(config, workdir: str, fgsm_epsilon: float, within: float) -> dict:
                       'checkpoint (the run resumes at its last step and evaluates again)'
                       ) from None
   else:
+    for note in records.check_workdir(workdir):   # its config.json and metrics.jsonl intact
+      logging.warning('%s', note)
     summary = train.train_and_evaluate(config, workdir)
   train_s = time.time() - t0
   t0 = time.time()
