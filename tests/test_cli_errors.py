@@ -33,7 +33,8 @@ the row's directory changed); the rows not named passed there already:
 * kernels: ``an_argument``: exit 0, the argument ignored and the kernels built.
 * compare_norms: ``unknown_flag`` and ``positional`` exit 1 with absl's usage text and no
   ``error:`` line; ``misspelt_config_key`` tb (ml_collections' AttributeError);
-  ``damaged_summary_json`` tb (JSONDecodeError).
+  ``damaged_summary_json`` tb (JSONDecodeError); ``damaged_config_json`` tb (JSONDecodeError,
+  after ``checkpoints/`` was made).
 * the library: each row's docstring comment (an XLA/flax shape error, a sklearn error, or no
   error at all); the labels rows loaded 12 classes, and a label -1, without a word.
 
@@ -166,6 +167,9 @@ def place(tmp_path_factory):
   # A comparison whose first run's summary.json is damaged.
   p['compare'] = f'{t}/compare'
   _run_dir(f'{t}/compare/bntt/seed0', config_json=good, summary='{"final_test_accu')
+  # One whose first run, not finished, has a damaged config.json.
+  p['compare_unfinished'] = f'{t}/compare_unfinished'
+  _run_dir(f'{t}/compare_unfinished/bntt/seed0', config_json=good[:len(good) // 2])
   p['missing'] = f'{t}/no_such_dir'
   return p
 
@@ -404,6 +408,9 @@ SCRIPTS = [
     ('compare_norms', 'damaged_summary_json', ['--norms=bntt', '--seeds=1',
                                                '--workdir={compare}'],
      "summary.json' of a finished run cannot be read (JSONDecodeError): remove it and rerun"),
+    ('compare_norms', 'damaged_config_json', ['--norms=bntt', '--seeds=1',
+                                              '--workdir={compare_unfinished}'],
+     "config.json' cannot be read (JSONDecodeError"),
     ('benchmark', 'repeats_out_of_range', ['--repeats=0'], '--repeats=0: must be at least 1'),
     ('benchmark', 'unknown_flag', ['--bach=16'], 'unrecognized arguments: --bach=16'),
     ('profile_step', 'steps_out_of_range', ['--steps=0'], '--steps 0 is not accepted'),
