@@ -21,19 +21,28 @@ analysis settings live under ``config.analysis`` (fields of
 section gets the defaults (:mod:`bntt_jax.analysis.runs`). Noise and attack units are
 [0, 1] pixels (see :mod:`bntt_jax.analysis.robustness`).
 
+Exit codes (:mod:`bntt_jax.cli`): 0 done; 2 a bad flag or override, a ``--workdir`` that holds
+no run (no such directory, no ``config.json``, no checkpoint), a damaged ``config.json`` or
+unreadable checkpoints (one line naming the file; nothing is written), data that do not match
+the run's config. Every workdir is checked before the first is analysed.
+
 The Poisson key is the training run's first evaluation key (``fold_in`` of
 the third split of ``PRNGKey(config.seed)``, see :mod:`bntt_jax.run_lib`), so the
 clean accuracy here equals the run's last per-epoch test accuracy.
 """
 from __future__ import annotations
 
-import sys
 from typing import List, Sequence, Tuple
 
 from absl import app
 from absl import flags
 
-from bntt_jax.errors import ConfigError
+from bntt_jax import cli
+from bntt_jax import config_lib
+from bntt_jax import default_config
+from bntt_jax import platform
+from bntt_jax import records
+from bntt_jax.errors import ConfigError, DataError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string('workdir', None, 'A finished run directory (config.json and '
@@ -53,7 +62,6 @@ def split_overrides(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
   arguments, and those as ``path=value``: ``--config.<path>`` and ``--noconfig.<path>``
   are a bool's ``true`` and ``false``, as ``main``'s config flags read them. Each is parsed
   as ``main`` parses it (:func:`bntt_jax.config_lib.parse_overrides`), the keys checked here."""
-  from bntt_jax import config_lib, default_config  # pylint: disable=g-import-not-at-top
   rest, overrides = [], []
   for a in argv:
     if a.startswith(OVERRIDE_PREFIX):
@@ -73,35 +81,36 @@ def parse_flags(argv):
   try:
     rest, overrides = split_overrides(argv)
   except ConfigError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(str(e))
   _overrides[:] = overrides
-  try:
-    return FLAGS(rest)
-  except flags.Error as e:
-    print(f'error: {str(e).strip().splitlines()[0]}', file=sys.stderr)
-    sys.exit(2)
+  return cli.parse_flags(rest)
 
 
 def main(argv):
   if len(argv) > 1:
-    print(f'error: argument {argv[1]!r} is not accepted: flags only', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(f'argument {argv[1]!r} is not accepted: flags only')
   if not FLAGS.workdir:
-    print('error: --workdir is required (repeat it for a side-by-side report)', file=sys.stderr)
-    sys.exit(2)
+    cli.fail('--workdir is required (repeat it for a side-by-side report)')
+  n = len(FLAGS.workdir)
+  try:
+    if not 0 <= FLAGS.reference < n:
+      raise ConfigError('--reference', FLAGS.reference,
+                        f'the index of one of the {n} --workdir runs (0..{n - 1})')
+    for w in FLAGS.workdir:   # every run, before the first is analysed
+      records.check_run(w)
+  except (ConfigError, DataError) as e:
+    cli.fail(str(e))
+  # Here: JAX, flax and orbax take seconds to load, and a bad command line is answered first.
   # pylint: disable=g-import-not-at-top
   from bntt_jax import checkpoint
-  from bntt_jax import platform
+  from bntt_jax.analysis import runs
   # pylint: enable=g-import-not-at-top
   checkpoint.quiet_logs()
   platform.configure_xla()   # before the first JAX computation
-  from bntt_jax.analysis import runs  # pylint: disable=g-import-not-at-top
   try:
     runs.run_all(FLAGS.workdir, _overrides, FLAGS.outdir, FLAGS.reference)
-  except ConfigError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  except (ConfigError, DataError) as e:
+    cli.fail(str(e))
 
 
 if __name__ == '__main__':

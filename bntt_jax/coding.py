@@ -32,13 +32,35 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bntt_jax import errors
+
 Array = jax.Array
+
+
+def _check_batch(x: Array) -> None:
+  if jnp.ndim(x) < 1:
+    raise ValueError(f'input x of shape {jnp.shape(x)} is not accepted: [B, ...] (a batch axis '
+                     'first)')
+
+
+def _check_rescale(rescale) -> float:
+  """``rescale`` as a float, > 0 (a step's spike probability is ``|x| / rescale``)."""
+  try:
+    r = float(rescale)
+  except (TypeError, ValueError):
+    r = float('nan')
+  if not 0 < r < float('inf'):
+    raise errors.ConfigError('rescale', rescale, 'a number > 0')
+  return r
 
 
 def example_keys(key: Array, num_examples: int, example_ids: Optional[Array] = None) -> Array:
   """One key per example: ``fold_in(key, id)``; ids default to ``arange(B)``."""
   if example_ids is None:
     example_ids = jnp.arange(num_examples, dtype=jnp.uint32)
+  elif jnp.shape(example_ids) != (num_examples,):
+    raise ValueError(f'example_ids of shape {jnp.shape(example_ids)} is not accepted: '
+                     f'[{num_examples}], one id per example')
   return jax.vmap(jax.random.fold_in, (None, 0))(key, example_ids.astype(jnp.uint32))
 
 
@@ -65,6 +87,8 @@ def _rate_spikes_jvp(rescale, primals, tangents):
 def poisson_step(key: Array, x: Array, t, rescale: float = 2.0,
                  example_ids: Optional[Array] = None) -> Array:
   """Spikes of one step ``t``. ``x``: ``[B, ...]`` normalised pixels -> ``[B, ...]``."""
+  _check_batch(x)
+  rescale = _check_rescale(rescale)
   keys = example_keys(key, x.shape[0], example_ids)
   u = _uniform_at(keys, t, x.shape[1:], x.dtype)
   return _rate_spikes(x, u, float(rescale))
@@ -76,6 +100,9 @@ def poisson_encode(key: Array, x: Array, num_steps: int, rescale: float = 2.0,
 
   Equal, step for step, to ``poisson_step(key, x, t)`` for ``t < num_steps``.
   """
+  _check_batch(x)
+  errors.check_int_at_least('num_steps', num_steps, 1)
+  rescale = _check_rescale(rescale)
   keys = example_keys(key, x.shape[0], example_ids)
   u = jax.vmap(lambda t: _uniform_at(keys, t, x.shape[1:], x.dtype))(jnp.arange(num_steps))
   return _rate_spikes(x[None], u, float(rescale))
@@ -99,6 +126,10 @@ def direct_encode(x: Array, num_steps: int, frames: bool = False) -> Array:
   ``frames=True``: per-step frames ``[B, T_in, ...]`` (e.g. DVS event counts),
   of which the first ``num_steps`` are used.
   """
+  errors.check_int_at_least('num_steps', num_steps, 1)
+  if jnp.ndim(x) < (2 if frames else 1):
+    raise ValueError(f'input x of shape {jnp.shape(x)} is not accepted: '
+                     + ('[B, T_in, ...] frames' if frames else '[B, ...] (a batch axis first)'))
   if not frames:
     return jnp.broadcast_to(x[None], (num_steps,) + x.shape)
   if x.shape[1] < num_steps:

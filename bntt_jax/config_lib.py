@@ -366,10 +366,32 @@ def config_record(record: Optional[Dict[str, Any]], config, step: int) -> Dict[s
   return {**current, 'history': history}
 
 
+def read_run_record(path: str, what_to_do: str = 'restore it from a copy') -> Dict[str, Any]:
+  """A run's ``config.json`` as saved (the current config and its ``history``).
+
+  Raises:
+    DataError: one line naming the file, why it cannot be read (not JSON: e.g. half written
+      by a full disk; not a run's config) and ``what_to_do``. The file is left as it is.
+  """
+  try:
+    with open(path) as f:
+      record = json.load(f)
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise errors.DataError(f'run record {path!r} cannot be read ({type(e).__name__}: '
+                           f'{describe_flag_error(e)}): it holds the config the run was '
+                           f'trained under; {what_to_do}') from None
+  missing = [k for k in ('model', 'data', 'train') if not isinstance(record, dict)
+             or not isinstance(record.get(k), dict)]
+  if missing:
+    raise errors.DataError(f'run record {path!r} is not a bntt_jax run\'s config (it has no '
+                           f'{", ".join(missing)} section): {what_to_do}')
+  return record
+
+
 def read_run_config(path: str) -> ml_collections.ConfigDict:
-  """The current config of a run from its ``config.json`` (with or without a history)."""
-  with open(path) as f:
-    return ml_collections.ConfigDict(_plain(json.load(f)))
+  """The current config of a run from its ``config.json`` (with or without a history);
+  a damaged file is a one-line ``DataError`` (:func:`read_run_record`)."""
+  return ml_collections.ConfigDict(_plain(read_run_record(path)))
 
 
 def _config_path(argv, default: str, flag: str = 'config') -> str:

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional
 
 
@@ -40,7 +41,8 @@ def check_one_of(what: str, value, accepted) -> None:
 
 
 def check_int_at_least(what: str, value, low: int, extra: str = '') -> None:
-  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+  """An integer (Python's or NumPy's, not a bool) ``>= low``, else ``ConfigError``."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
     raise ConfigError(what, value, f'an integer >= {low}{extra}')
 
 

@@ -12,11 +12,14 @@ not accepted ends the run with one ``error:`` line and exit code 2.
 step that does not fit a device's memory stops the run there, with the largest per-device
 batch that fits.
 
-Exit codes: 0 done; 1 a non-finite loss, a checkpoint that could not be written
-(a full disk), a failed cross-process operation; 2 a config, data or workdir
-error (also a plan that does not fit); 3 preempted (SIGTERM or SIGINT, or a
-preemption notice to any host): the step reached is saved, ``preempted: ...``
-says which, and the same command resumes.
+Exit codes (the table for every command: :mod:`bntt_jax.cli`): 0 done; 1 a non-finite
+loss, a checkpoint that could not be written (a full disk), a failed cross-process
+operation; 2 a bad flag, config key or value, a damaged run record in the workdir
+(``config.json``, a ``metrics.jsonl`` line before the last: nothing is replaced, the line
+names the file and what to do), data that do not match the config (shapes, counts, labels
+outside the classes, dtypes), a workdir that cannot be a run's, a plan that does not fit;
+3 preempted (SIGTERM or SIGINT, or a preemption notice to any host): the step reached is
+saved, ``preempted: ...`` says which, and the same command resumes.
 """
 import datetime
 import os
@@ -27,40 +30,32 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from bntt_jax import cli
 from bntt_jax import config_lib
 from bntt_jax import platform
+from bntt_jax import records
 from bntt_jax.errors import (CheckpointError, ConfigError, DataError, NonFiniteLossError,
                              PREEMPTED_EXIT_CODE, Preempted)
-
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'default_config.py')
 
 FLAGS = flags.FLAGS
 
 
 def _default_workdir(config_path: str) -> str:
   """``runs/<config>-<date>-<time>`` (the embedded default is ``digits``)."""
-  name = 'digits' if os.path.abspath(config_path) == DEFAULT_CONFIG else (
+  name = 'digits' if os.path.abspath(config_path) == cli.DEFAULT_CONFIG else (
       os.path.splitext(os.path.basename(config_path))[0])
   return os.path.join('runs', f'{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}')
 
 
-def _fail(message: str, code: int = 2):
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(code)
-
-
-def parse_flags(argv):
-  """absl's parsing, with every bad flag reported in one line."""
-  try:
-    return FLAGS(argv)
-  except Exception as e:  # pylint: disable=broad-except
-    _fail(config_lib.describe_flag_error(e))
-
-
 def main(argv):
   if len(argv) > 1:
-    _fail(f'argument {argv[1]!r} is not accepted: flags only (--config=..., --workdir=...)')
+    cli.fail(f'argument {argv[1]!r} is not accepted: flags only (--config=..., --workdir=...)')
   config = FLAGS.config
+  workdir = FLAGS.workdir or _default_workdir(config_flags.get_config_filename(FLAGS['config']))
+  try:
+    notes = records.check_workdir(workdir)   # before anything reads or writes it
+  except (ConfigError, DataError) as e:
+    cli.fail(str(e))
   # Imported after run()'s re-exec: it loads JAX.
   from bntt_jax import checkpoint  # pylint: disable=g-import-not-at-top
   checkpoint.quiet_logs()
@@ -69,31 +64,37 @@ def main(argv):
     platform.set_matmul_precision(config.matmul_precision)
     config_lib.validate(config)   # device-count checks follow in train_and_evaluate
   except (ConfigError, ValueError) as e:
-    _fail(str(e))
+    cli.fail(str(e))
+  for note in notes:
+    logging.warning('%s', note)
   # pylint: disable=g-import-not-at-top
   import jax
+  from bntt_jax import plan_lib
   from bntt_jax import sharding
   from bntt_jax import train
   # pylint: enable=g-import-not-at-top
   sharding.initialize_distributed()   # multi-process runs only (JAX_COORDINATOR_ADDRESS)
-  workdir = FLAGS.workdir or _default_workdir(config_flags.get_config_filename(FLAGS['config']))
+  try:
+    devices = jax.devices()
+  except RuntimeError as e:   # e.g. JAX_PLATFORMS names a backend this machine does not have
+    cli.fail(f'JAX platforms {os.environ.get("JAX_PLATFORMS", "(default)")!r} are not accepted '
+             f'here: {config_lib.describe_flag_error(e)} (JAX_PLATFORMS=cpu runs on the CPU)')
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
-               jax.devices())
+               devices)
   logging.info('Workdir: %s', os.path.abspath(workdir))
   if FLAGS.plan:
-    from bntt_jax import plan  # pylint: disable=g-import-not-at-top
-    report = plan.plan(config, jax.devices())
+    report = plan_lib.plan(config, devices)
     if sharding.is_main_process():
-      for line in plan.summary_lines(report):
+      for line in plan_lib.summary_lines(report):
         print(line, flush=True)
     if report['fits'] is False:
-      _fail(plan.does_not_fit_message(report))
+      cli.fail(plan_lib.does_not_fit_message(report))
   try:
     train.train_and_evaluate(config, workdir)
   except (ConfigError, DataError) as e:
-    _fail(str(e))
+    cli.fail(str(e))
   except (NonFiniteLossError, CheckpointError) as e:
-    _fail(str(e), code=1)
+    cli.fail(str(e), code=1)
   except Preempted as e:
     print(f'preempted: {e}', file=sys.stderr, flush=True)
     sys.exit(PREEMPTED_EXIT_CODE)
@@ -114,16 +115,16 @@ def run():
   # is defined, and fails there with a traceback: check the config file and
   # the keys first.
   try:
-    config_lib.check_command_line(sys.argv, DEFAULT_CONFIG)
+    config_lib.check_command_line(sys.argv, cli.DEFAULT_CONFIG)
   except ConfigError as e:
-    _fail(str(e))
+    cli.fail(str(e))
   flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, metrics); default: a new '
                       'directory under runs/.')
   flags.DEFINE_bool('plan', False, "Compile the run's steps for this machine's devices first and "
                     'stop if they do not fit its memory (bntt_jax.plan).')
-  config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Training config file.',
+  config_flags.DEFINE_config_file('config', cli.DEFAULT_CONFIG, 'Training config file.',
                                   lock_config=True)
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == '__main__':

@@ -234,6 +234,7 @@ class SpikingNetwork(nn.Module):
     if not 1 <= k <= self.num_steps:
       raise ValueError(f'num_steps {k} is not accepted: the network was built for '
                        f'1..{self.num_steps} steps')
+    self._check_input(x)
     key = self.make_rng('poisson') if self.encoding == 'poisson' else None
     step_shape = self.step_shape(x.shape[1:])
     names = default_names(self.layers)
@@ -246,6 +247,18 @@ class SpikingNetwork(nn.Module):
       readout, spikes, in_spikes = self._run_step(x, key, k, train, example_ids)
     return SNNOutput(logits=readout.sum(0) / k, readout=readout, spikes=tuple(spikes),
                      input_spikes=in_spikes, layer_names=names, neurons=neurons)
+
+  def _check_input(self, x: Array) -> None:
+    """A one-line ``ValueError`` for an input the layers cannot take (before it reaches XLA)."""
+    frames = self.encoding == 'frames'
+    want = '[B, T_in, H, W, C] frames' if frames else '[B, H, W, C] images'
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+      raise ValueError(f'input x of dtype {x.dtype} is not accepted: a float array {want} '
+                       '(uint8 pixels scaled to [0, 1] and normalised, as '
+                       'bntt_jax.data.pipeline gives them)')
+    if self.layers and self.layers[0].kind == 'conv' and x.ndim != (5 if frames else 4):
+      raise ValueError(f'input x of shape {x.shape} is not accepted: {want} for the first '
+                       f'convolution (encoding {self.encoding})')
 
   # -- encoders ---------------------------------------------------------------
 

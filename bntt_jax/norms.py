@@ -442,11 +442,17 @@ def check_norm(name: str) -> None:
 
 
 def make_norm(name: str, num_steps: int, **kwargs) -> nn.Module:
-  """A norm module by name; ``kwargs`` that the norm does not take are dropped.
-
-  This lets one config carry e.g. ``threshold`` (used by tdbn only).
+  """A norm module by name; ``kwargs`` that the norm does not take but another norm does are
+  dropped (one config can carry e.g. ``threshold``, used by tdbn only); a key no norm takes
+  is a ``ConfigError``.
   """
   check_norm(name)
+  errors.check_int_at_least('num_steps', num_steps, 1)
+  # A key that no norm takes is a typo (e.g. PyTorch's eps for epsilon), not another norm's.
+  known = sorted(set().union(*(c.__dataclass_fields__ for c in NORMS.values()))
+                 - {'parent', 'name', 'num_steps'})
+  for key in kwargs:
+    errors.check_one_of('norm_kwargs key', key, known)
   cls = NORMS[name]
   fields = set(cls.__dataclass_fields__)
   return cls(num_steps=num_steps, **{k: v for k, v in kwargs.items() if k in fields})

@@ -246,14 +246,17 @@ def _read_record(workdir: str) -> Optional[Dict[str, Any]]:
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
     return None
-  return metrics_lib.read_json(path)
+  return config_lib.read_run_record(path, 'restore it from a copy, or start the run in a new '
+                                    'workdir')
 
 
 def summarize(finals, config: ml_collections.ConfigDict, meta: Dict[str, Any],
               layer_names, *, steps: int, train_examples: int,
-              wall_seconds: float, kernels: Dict[str, str]) -> Dict[str, Any]:
+              wall_seconds: float, kernels: Dict[str, str], num_classes: int = 0,
+              classes_inferred: bool = False) -> Dict[str, Any]:
   """``summary.json``: the final evaluations (one per Poisson key) and the run's facts
-  (``kernels``: what ran the CPU-kernel ops, :func:`config_lib.kernels_in_use`)."""
+  (``kernels``: what ran the CPU-kernel ops, :func:`config_lib.kernels_in_use`;
+  ``classes_inferred``: the dataset's classes were counted from its labels, not known)."""
   accs = np.asarray([f['accuracy'] for f in finals])
   summary = {
       'final_test_accuracy': float(accs.mean()),
@@ -270,6 +273,8 @@ def summarize(finals, config: ml_collections.ConfigDict, meta: Dict[str, Any],
       'dataset': config.data.name,
       'train_examples': train_examples,
       'test_examples': finals[0]['examples'],
+      'num_classes': num_classes,
+      'classes_inferred': classes_inferred,
       'model': config.model.arch,
       'norm': config.model.norm,
       'kernels': kernels,
@@ -676,7 +681,8 @@ def _final_evaluation(run: _Run, state, last_eval: Optional[Dict[str, Any]]) -> 
   summary = summarize(finals, config, dataclasses.asdict(run.progress), run.layer_names,
                       steps=config.train.epochs * run.train_data.steps_per_epoch,
                       train_examples=len(run.ds.train), wall_seconds=run.wall(),
-                      kernels=run.kernels)
+                      kernels=run.kernels, num_classes=run.ds.info.num_classes,
+                      classes_inferred=run.ds.info.classes_inferred)
   if run.is_main:
     metrics_lib.write_json(os.path.join(run.workdir, 'summary.json'), summary)
   logging.info('final test accuracy %.4f +- %.4f (%d draws), best %.4f, %.1f s',

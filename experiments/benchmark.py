@@ -36,8 +36,8 @@ Spike rates (``--spike-rate``): an untrained VGG9 fires at 20-26 % per step;
 a trained BNTT network at a few percent, where the event-driven convolutions
 have less to do and the dense peers the same. For each rate R, one child
 process finds per hidden layer the BNTT scale (every step's gamma) at which
-that layer fires at R (:func:`calibrate_gammas`, printed as a ``calibration``
-line); ours and every peer then start from those gammas (peers: argument
+that layer fires at R (:func:`bntt_jax.analysis.calibration.calibrate_gammas`, printed as a
+``calibration`` line); ours and every peer then start from those gammas (peers: argument
 ``gamma=...``, ``peer_rates.py``), each with its own weights from the same
 distributions. Ours reports the rates of its timed steps, each peer those of
 one untimed pass after its timed steps.
@@ -54,6 +54,9 @@ import os
 import subprocess
 import sys
 import time
+
+from bntt_jax import timing
+from bntt_jax.analysis.calibration import calibrate_gammas, layer_rates, with_gammas
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -76,76 +79,6 @@ def _peak_mem_mb() -> float:
     return round(stats.get('peak_bytes_in_use', 0) / 2**20, 1)
   import resource  # pylint: disable=g-import-not-at-top
   return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _matmul_peak_gflops(dtype) -> float:
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  n = 4096
-  a = jnp.ones((n, n), dtype)
-  f = jax.jit(lambda a: a @ a)
-  f(a).block_until_ready()
-  best = float('inf')
-  for _ in range(3):
-    t = time.perf_counter()
-    f(a).block_until_ready()
-    best = min(best, time.perf_counter() - t)
-  return 2 * n**3 / best / 1e9
-
-
-def layer_rates(out) -> "jax.Array":
-  """Per hidden layer, the fraction of its neurons that fired per step (``[L]``), from a
-  forward pass's :class:`bntt_jax.network.SNNOutput`."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  return jnp.stack([s.sum() / (n * s.size) for s, n in zip(out.spikes, out.neurons)])
-
-
-def with_gammas(params, names, gammas):
-  """``params`` with every step's BNTT scale of hidden layer ``names[l]`` set to ``gammas[l]``."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  params = dict(params)
-  for i, name in enumerate(names):
-    scale = params[name]['norm_layer']['scale']
-    params[name] = {**params[name],
-                    'norm_layer': {**params[name]['norm_layer'],
-                                   'scale': jnp.full_like(scale, gammas[i])}}
-  return params
-
-
-def calibrate_gammas(model, variables, x, key, target: float, iters: int = 16):
-  """Per hidden layer, the BNTT scale at which that layer fires at about ``target`` per step.
-
-  The benchmark's network is untrained, so it fires at its initial rate (22-26 % per step in
-  VGG9 with every gamma 1). A trained BNTT network fires far less; to time that regime, every
-  step's gamma of a layer is set to one value per layer. Because the norm divides out the scale
-  of the layer's input, a layer's rate depends on its own gamma (and only weakly on the layers
-  below, through the shape of its input's distribution), and it grows with it: the gammas are
-  found together by bisection on ``log gamma`` in [ln 1e-3, ln 4], ``iters`` forward passes
-  in training mode (batch statistics, as the timed steps use them) on the benchmark's batch.
-
-  Returns ``(gammas [L], rates [L])``: numpy arrays, the rates measured at those gammas.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from bntt_jax import network  # pylint: disable=g-import-not-at-top
-  names = network.default_names(model.layers)
-
-  @jax.jit
-  def rates_at(log_gamma):
-    params = with_gammas(variables['params'], names, jnp.exp(log_gamma))
-    out, _ = model.apply({'params': params, 'batch_stats': variables['batch_stats']}, x,
-                         train=True, rngs={'poisson': key}, mutable=['batch_stats'])
-    return layer_rates(out)
-
-  lo = np.full(len(names), np.log(1e-3))
-  hi = np.full(len(names), np.log(4.0))
-  for _ in range(iters):
-    mid = (lo + hi) / 2
-    low = np.asarray(rates_at(mid)) < target
-    lo, hi = np.where(low, mid, lo), np.where(low, hi, mid)
-  log_gamma = (lo + hi) / 2
-  return np.exp(log_gamma), np.asarray(rates_at(log_gamma))
 
 
 def build_train_step(batch: int, timesteps: int, schedule: str, precision: str, remat: bool,
@@ -267,7 +200,7 @@ def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: b
   if gammas is not None:
     rec['gamma'] = [float(g) for g in gammas]
   if matmul_peak:
-    peak = _matmul_peak_gflops(jnp.float32 if precision == 'float32' else jnp.bfloat16)
+    peak = timing.matmul_peak_gflops(jnp.float32 if precision == 'float32' else jnp.bfloat16)
     rec['matmul_peak_gflops'] = round(peak, 1)
     rec['fraction_of_matmul_peak'] = round(rec['achieved_gflops'] / peak, 3)
   return rec
@@ -419,7 +352,6 @@ def main(argv=None) -> int:
   except ValueError as e:
     p.error(str(e))
   peers = split(args.peer)
-  sys.path.insert(0, ROOT)
   from bntt_jax import platform  # pylint: disable=g-import-not-at-top
   # Our runs get the huge-page tunable that `python -m bntt_jax.main` uses (bntt_jax.platform).
   env = platform.cpu_tunables_env(

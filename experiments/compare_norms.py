@@ -24,6 +24,10 @@ accuracy at one epsilon ([0, 1] pixel units).
 
 Every norm runs the ``layer`` schedule (bn, tdbn and tebn pool statistics over
 time and cannot be trained step by step).
+
+Run from the repository root with the package importable (``pip install -e .``). Bad input
+(a flag, a config key or value, a norm, a damaged ``summary.json`` of a reused run) stops the
+command with one ``error:`` line and exit code 2 (:mod:`bntt_jax.cli`).
 """
 from __future__ import annotations
 
@@ -37,16 +41,21 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from bntt_jax import cli
+from bntt_jax import config_lib
+from bntt_jax import platform
+from bntt_jax import records
+from bntt_jax.errors import ConfigError, DataError
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)
 
 FLAGS = flags.FLAGS
+DEFAULT_CONFIG = os.path.join(ROOT, 'configs', 'digits.py')
 
 
 def define_flags():
   """The command line (defined when run as a script, so importing defines nothing)."""
-  config_flags.DEFINE_config_file('config', os.path.join(ROOT, 'configs', 'digits.py'),
+  config_flags.DEFINE_config_file('config', DEFAULT_CONFIG,
                                   'Training config shared by every norm.', lock_config=True)
   flags.DEFINE_list('norms', ['bntt', 'tebn', 'tdbn', 'bn', 'none'], 'Norms to compare.')
   flags.DEFINE_integer('seeds', 3, 'Seeds 0..seeds-1 per norm.')
@@ -70,9 +79,18 @@ def run_one(config, workdir: str, fgsm_epsilon: float, within: float) -> dict:
   summary_path = os.path.join(workdir, 'summary.json')
   t0 = time.time()
   if os.path.exists(summary_path):
-    with open(summary_path) as f:
-      summary = json.load(f)
+    try:
+      with open(summary_path) as f:
+        summary = json.load(f)
+      summary['final_test_accuracy']   # pylint: disable=pointless-statement
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise DataError(f'run record {summary_path!r} of a finished run cannot be read '
+                      f'({type(e).__name__}): remove it and rerun to rebuild it from the run\'s '
+                      'checkpoint (the run resumes at its last step and evaluates again)'
+                      ) from None
   else:
+    for note in records.check_workdir(workdir):   # its config.json and metrics.jsonl intact
+      logging.warning('%s', note)
     summary = train.train_and_evaluate(config, workdir)
   train_s = time.time() - t0
   t0 = time.time()
@@ -152,8 +170,7 @@ def plot(results: dict, path: str) -> None:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'argument {argv[1]!r} is not accepted: flags only')
-  from bntt_jax import platform  # pylint: disable=g-import-not-at-top
+    cli.fail(f'argument {argv[1]!r} is not accepted: flags only')
   platform.configure_xla()
   import ml_collections  # pylint: disable=g-import-not-at-top
   from bntt_jax import norms as norms_lib  # pylint: disable=g-import-not-at-top
@@ -182,8 +199,11 @@ def main(argv):
       config.analysis.fgsm_epsilons = (FLAGS.fgsm_epsilon,)
       config.analysis.pgd_epsilons = ()
       config.analysis.noise_sigmas = ()
-      row = run_one(config, os.path.join(out, norm, f'seed{seed}'), FLAGS.fgsm_epsilon,
-                    FLAGS.within)
+      try:
+        row = run_one(config, os.path.join(out, norm, f'seed{seed}'), FLAGS.fgsm_epsilon,
+                      FLAGS.within)
+      except (ConfigError, DataError) as e:
+        cli.fail(str(e))
       logging.info('%s seed %d: accuracy %.4f, %.0f spikes/image, FGSM %.4f (%.0f s + %.0f s)',
                    norm, seed, row['test_accuracy'], row['spikes_per_image'],
                    row['fgsm_accuracy'], row['train_seconds'], row['analyse_seconds'])
@@ -204,7 +224,10 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from bntt_jax import platform as _platform  # pylint: disable=g-import-not-at-top
-  _platform.reexec_with_cpu_tunables()
+  platform.reexec_with_cpu_tunables()
+  try:   # the config file and each --config.KEY, before ml_collections reads them
+    config_lib.check_command_line(sys.argv, DEFAULT_CONFIG)
+  except ConfigError as e:
+    cli.fail(str(e))
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

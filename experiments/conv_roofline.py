@@ -24,24 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bntt_jax import platform  # pylint: disable=g-import-not-at-top
-
-
-def _time(f, *args, reps: int) -> float:
-  """Seconds per call of ``f(*args)`` (after one untimed call), outputs any pytree of arrays."""
-  import jax  # pylint: disable=g-import-not-at-top
-  jax.block_until_ready(f(*args))
-  t = time.perf_counter()
-  for _ in range(reps):
-    out = f(*args)
-  jax.block_until_ready(out)
-  return (time.perf_counter() - t) / reps
+from bntt_jax import platform
+from bntt_jax import timing
 
 
 def main(argv=None) -> int:
@@ -57,7 +43,6 @@ def main(argv=None) -> int:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   platform.set_matmul_precision('highest')
-  from experiments.benchmark import _matmul_peak_gflops  # pylint: disable=g-import-not-at-top
   from bntt_jax import models  # pylint: disable=g-import-not-at-top
   from bntt_jax.kernels import sparse_conv  # pylint: disable=g-import-not-at-top
   from bntt_jax.kernels import winograd  # pylint: disable=g-import-not-at-top
@@ -100,7 +85,7 @@ def main(argv=None) -> int:
     for name, f in ops.items():
       if name == 'dx' and i == 0:
         continue
-      s = _time(f, x, w, g, reps=a.reps)
+      s = timing.seconds_per_call(f, x, w, g, reps=a.reps)
       row[f'{name}_ms'] = round(s * 1e3, 1)
       row[f'{name}_gflops'] = round(gflop / s, 1)
       total_s += s
@@ -110,7 +95,7 @@ def main(argv=None) -> int:
       for name, f in sparse_ops.items():
         if 'winograd' in name and not (winograd.supports(w.shape, dtype) and winograd.available()):
           continue
-        row[f'{name}_ms'] = round(_time(f, x, w, g, reps=a.reps) * 1e3, 1)
+        row[f'{name}_ms'] = round(timing.seconds_per_call(f, x, w, g, reps=a.reps) * 1e3, 1)
       # What the library runs (sparse_conv.conv3x3_where_sparse at this density).
       event = a.density <= sparse_conv.max_density(w.shape, dtype)
       library = (row['fwd_sparse_ms'] if event else row.get('fwd_winograd_ms', row['fwd_ms'])
@@ -123,7 +108,7 @@ def main(argv=None) -> int:
       'img_per_s_bound': round(a.batch / total_s, 2),
       'conv_s_sparse': round(total_s - sparse_saved_s, 3),
       'img_per_s_bound_sparse': round(a.batch / (total_s - sparse_saved_s), 2),
-      'matmul_peak_gflops': round(_matmul_peak_gflops(dtype), 1),
+      'matmul_peak_gflops': round(timing.matmul_peak_gflops(dtype), 1),
       'backend': jax.default_backend()}), flush=True)
   return 0
 

@@ -9,14 +9,12 @@ host. Prints one JSON object: images/s with and without the prefetch thread.
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-from bntt_jax.data import CIFAR_MEAN, CIFAR_STD  # pylint: disable=g-import-not-at-top,wrong-import-position
-from bntt_jax.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bntt_jax.data import CIFAR_MEAN, CIFAR_STD
+from bntt_jax.data import pipeline
 
 
 def measure(pipe, steps, prefetch):

@@ -1,7 +1,7 @@
 """Firing-rate control and measurement for the PyTorch peers (torch only; no bntt_jax).
 
 ``experiments/benchmark.py --spike-rate=R`` finds, in bntt_jax, one BNTT scale per hidden layer
-at which that layer fires at about R per step (``benchmark.calibrate_gammas``) and hands the
+at which that layer fires at about R per step (``bntt_jax.analysis.calibration``) and hands the
 same scales to each peer as a ``gamma=g1,...,gL`` argument: :func:`split_gamma` takes it off the
 command line, :func:`set_gammas` writes it into every step's BatchNorm weight of each hidden
 layer. The peers draw their own weights, from the same distributions, so after timing each one

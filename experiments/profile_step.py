@@ -30,9 +30,6 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
 
 # Events that are not XLA operations: the runtime's own spans and Python frames.
 _NOT_OPS = re.compile(r'^(ThunkExecutor|\$|PjitFunction|end: )')
@@ -73,7 +70,7 @@ def main(argv=None) -> int:
   p.add_argument('--precision', default='float32', choices=('float32', 'bfloat16'))
   p.add_argument('--spike-rate', type=float, default=None,
                  help='fire at about this fraction per step in every hidden layer '
-                 '(benchmark.calibrate_gammas; default: the untrained network\'s rate)')
+                 '(bntt_jax.analysis.calibration; default: the untrained network\'s rate)')
   p.add_argument('--sparse-conv', default='auto', choices=('auto', 'off'))
   p.add_argument('--warmup', type=int, default=1, help='untraced steps after compiling')
   p.add_argument('--steps', type=int, default=1, help='traced steps')

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bntt_jax import platform  # pylint: disable=g-import-not-at-top
+from bntt_jax import platform
+from bntt_jax import timing
 
 
 def main(argv=None) -> int:
@@ -36,7 +34,6 @@ def main(argv=None) -> int:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from bntt_jax import norms  # pylint: disable=g-import-not-at-top
-  from experiments.conv_roofline import _time  # pylint: disable=g-import-not-at-top
 
   t, b, hw, c = args.timesteps, args.batch, 32, 64
   x = jnp.asarray(np.random.RandomState(0).randn(t * b, hw, hw, c).astype(np.float32))
@@ -47,7 +44,7 @@ def main(argv=None) -> int:
            ('[1, T*B*H*W, C] over 1', (1, t * r, c), (1,))]
   for label, shape, axes in forms:
     f = jax.jit(lambda x, shape=shape, axes=axes: jnp.sum(x.reshape(shape), axis=axes))
-    print(json.dumps({'sum': label, 'ms': round(_time(f, x, reps=args.reps) * 1e3, 1)}))
+    print(json.dumps({'sum': label, 'ms': round(timing.seconds_per_call(f, x, reps=args.reps) * 1e3, 1)}))
 
   xs = x.reshape(t, b, hw, hw, c)
   mod = norms.BNTT(num_steps=t)
@@ -58,7 +55,8 @@ def main(argv=None) -> int:
     return y, pull(dy)
 
   print(json.dumps({'bntt_training_pass': list(xs.shape),
-                    'ms': round(_time(jax.jit(train_pass), xs, xs, reps=args.reps) * 1e3, 1)}))
+                    'ms': round(
+                        timing.seconds_per_call(jax.jit(train_pass), xs, xs, reps=args.reps) * 1e3, 1)}))
   return 0
 
 

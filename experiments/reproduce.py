@@ -36,6 +36,7 @@ from absl import logging
 import ml_collections
 from ml_collections import config_flags
 
+from bntt_jax import cli
 from bntt_jax import config_lib
 from bntt_jax import errors
 from bntt_jax import platform
@@ -62,19 +63,6 @@ def define_flags():
   flags.DEFINE_integer('comparator_test_examples', 2000,
                        'Analyse the comparators (not BNTT at the config\'s T) on a class-'
                        'balanced subset of this many test examples (0: all).')
-
-
-def _fail(message: str):
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
-
-
-def parse_flags(argv):
-  """absl's parsing, each bad flag in one line."""
-  try:
-    return FLAGS(argv)
-  except Exception as e:  # pylint: disable=broad-except
-    _fail(config_lib.describe_flag_error(e))
 
 
 def run_config(base: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
@@ -149,7 +137,7 @@ def main(argv):
       errors.check_one_of('stage', s, STAGES)
     config_lib.validate(base)
   except ConfigError as e:
-    _fail(str(e))
+    cli.fail(str(e))
   config_path = config_flags.get_config_filename(FLAGS['config'])
   stem = os.path.splitext(os.path.basename(config_path.split(':')[0]))[0]
   workdir = FLAGS.workdir or os.path.join('runs', f'reproduce_{stem}')
@@ -181,6 +169,6 @@ if __name__ == '__main__':
   try:
     config_lib.check_command_line(sys.argv, DEFAULT_CONFIG)
   except ConfigError as e:
-    _fail(str(e))
+    cli.fail(str(e))
   define_flags()
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

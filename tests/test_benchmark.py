@@ -1,13 +1,9 @@
-"""experiments/benchmark.py's comparison line (the timings themselves are a benchmark)."""
-import os
-import sys
-
+"""experiments/benchmark.py's comparison line (the timings themselves are a benchmark), and
+the calibration of spike rates it times at (:mod:`bntt_jax.analysis.calibration`)."""
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                'experiments'))
-
-import benchmark  # pylint: disable=g-import-not-at-top
+from bntt_jax.analysis import calibration
+from experiments import benchmark
 
 
 def _ours(img_per_s, peak):
@@ -97,7 +93,7 @@ def test_with_gammas_sets_every_step_of_each_layer():
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   params = {'conv1': {'norm_layer': {'scale': jnp.ones((3, 4))}, 'synapse': {'kernel': 1}},
             'fc1': {'norm_layer': {'scale': jnp.ones((3, 2))}}}
-  got = benchmark.with_gammas(params, ['conv1', 'fc1'], [0.5, 2.0])
+  got = calibration.with_gammas(params, ['conv1', 'fc1'], [0.5, 2.0])
   assert (got['conv1']['norm_layer']['scale'] == 0.5).all() and got['conv1']['synapse'] == params[
       'conv1']['synapse']
   assert (got['fc1']['norm_layer']['scale'] == 2.0).all()
@@ -106,7 +102,7 @@ def test_with_gammas_sets_every_step_of_each_layer():
 
 @pytest.mark.full
 def test_calibrated_gammas_make_every_layer_fire_at_the_target():
-  """benchmark.calibrate_gammas: VGG9 at T 3 reaches 5 % per step in every hidden layer (the
+  """calibration.calibrate_gammas: VGG9 at T 3 reaches 5 % per step in every hidden layer (the
   untrained network fires at ~20 %), in the training-mode pass the timed steps run."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -115,7 +111,7 @@ def test_calibrated_gammas_make_every_layer_fire_at_the_target():
   x, _ = benchmark.benchmark_batch(4)
   variables = model.init({'params': jax.random.PRNGKey(0), 'poisson': jax.random.PRNGKey(0)}, x,
                          train=False)
-  gammas, rates = benchmark.calibrate_gammas(model, variables, x, jax.random.PRNGKey(1), 0.05)
+  gammas, rates = calibration.calibrate_gammas(model, variables, x, jax.random.PRNGKey(1), 0.05)
   assert gammas.shape == rates.shape == (8,)
   np.testing.assert_allclose(rates, 0.05, atol=0.005)
   assert (gammas < 1).all()      # fewer spikes than at the initial gamma 1

@@ -4,11 +4,11 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'experiments'))
-
-import compare_norms  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest
+
+from experiments import compare_norms
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.full   # the full tier: tests/conftest.py
 

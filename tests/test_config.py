@@ -239,9 +239,9 @@ OVERRIDES = ['--config.model.leak=1', '--config.model.norm=none', "--config.data
 def _as_main_parses(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  from bntt_jax import main  # pylint: disable=g-import-not-at-top
+  from bntt_jax import cli  # pylint: disable=g-import-not-at-top
   values = flags.FlagValues()
-  config_flags.DEFINE_config_file('config', main.DEFAULT_CONFIG, flag_values=values,
+  config_flags.DEFINE_config_file('config', cli.DEFAULT_CONFIG, flag_values=values,
                                   lock_config=True, sys_argv=argv)
   values(argv)
   return values.config

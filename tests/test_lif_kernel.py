@@ -15,7 +15,7 @@ from bntt_jax import kernels
 from bntt_jax import models
 from bntt_jax import network
 from bntt_jax import neurons
-from bntt_jax import plan
+from bntt_jax import plan_lib
 from bntt_jax.kernels import lif as lif_kernel
 import kernel_fixtures
 import step_fixtures
@@ -182,8 +182,8 @@ def test_the_pure_jax_recurrence_holds_at_most_15_percent_more_than_the_kernel()
     config.model.timesteps = config.eval.timesteps = 4
     config.train.batch_size = config.eval.batch_size = 4
     config.model.lif_kernel = lif
-    s = plan.setup(config, jax.devices('cpu')[:1])
+    s = plan_lib.setup(config, jax.devices('cpu')[:1])
     assert config_lib.kernels_in_use(s.model)['lif'] == (
         'kernel' if lif == 'auto' else 'xla (off: the setting, or not one CPU device)')
-    temps[lif] = plan.compile_train_step(s, 4).memory_analysis().temp_size_in_bytes
+    temps[lif] = plan_lib.compile_train_step(s, 4).memory_analysis().temp_size_in_bytes
   assert temps['off'] <= 1.15 * temps['auto'], temps

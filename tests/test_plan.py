@@ -1,7 +1,7 @@
 """Data parallelism splits the work: each device's compiled step does its share only.
 
 Compiled for TPU slices without the hardware (libtpu's deviceless compile) and for host CPU
-devices, and read by ``bntt_jax.plan`` / ``bntt_jax.xla_cost``: per-device FLOPs, memory and
+devices, and read by ``bntt_jax.plan_lib`` / ``bntt_jax.xla_cost``: per-device FLOPs, memory and
 collectives of the real ``train.parallel_train_step`` / ``parallel_eval_step``.
 """
 import importlib.util
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bntt_jax import config_lib, plan, xla_cost
+from bntt_jax import config_lib, plan_lib, xla_cost
 import configs.cifar10
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +34,7 @@ def _vgg9(timesteps=2, per_chip=2, chips=1):
 
 
 def _param_bytes(config):
-  s = plan.setup(config, jax.devices('cpu')[:1])
+  s = plan_lib.setup(config, jax.devices('cpu')[:1])
   shapes = jax.eval_shape(lambda k: s.model.init({'params': k, 'poisson': k},
                                                  jnp.zeros((1, 32, 32, 3)), train=False),
                           jax.random.PRNGKey(0))
@@ -53,9 +53,9 @@ def test_vgg9_per_chip_work_on_v5e_slices_is_one_chips_share(monkeypatch):
   monkeypatch.setenv('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
   reports = {}
   for chips, topo in ((1, 'v5e:1x1'), (4, 'v5e:2x2'), (16, 'v5e:4x4')):
-    devices = plan.topology_devices(topo)
+    devices = plan_lib.topology_devices(topo)
     assert len(devices) == chips
-    reports[chips] = plan.plan(_vgg9(chips=chips), devices, topology=topo)
+    reports[chips] = plan_lib.plan(_vgg9(chips=chips), devices, topology=topo)
   one = reports[1]['train']
   grads = _param_bytes(_vgg9())
   for chips in (4, 16):
@@ -99,13 +99,13 @@ def test_vgg9_memory_on_one_v5e_chip_with_lanes_filled_and_narrow_remat(monkeypa
   1.42 with remat saving the blocks' float32 inputs. FLOPs with remat at T 25, batch 64:
   x 1.335.)"""
   from bntt_jax import neurons  # pylint: disable=g-import-not-at-top
-  devices = plan.topology_devices('v5e:1x1')
+  devices = plan_lib.topology_devices('v5e:1x1')
 
   def train(**model):
     config = _vgg9(per_chip=32)
     for k, v in model.items():
       config.model[k] = v
-    return plan.plan(config, devices, topology='v5e:1x1')['train']
+    return plan_lib.plan(config, devices, topology='v5e:1x1')['train']
 
   folded, remat = train(lif_kernel='off'), train(lif_kernel='off', remat=True)
   monkeypatch.setattr(neurons, 'LANES', 1)    # no layer is narrower than one lane: no view
@@ -126,12 +126,12 @@ def test_vgg9_on_one_v5e_chip_runs_its_lif_layers_in_pallas_kernels():
   Measured here (libtpu 0.0.42.1): temporaries 0.103 GiB against the scan's 0.213, bytes
   accessed 2.99 GB against 5.38 GB; the same FLOPs but the LIF scans'. At T 25, batch 64:
   3.84 against 6.24 GiB, 49.0 against 88.0 GB (README)."""
-  devices = plan.topology_devices('v5e:1x1')
+  devices = plan_lib.topology_devices('v5e:1x1')
 
   def train(kernel):
     config = _vgg9(per_chip=32)
     config.model.lif_kernel = kernel
-    return plan.plan(config, devices, topology='v5e:1x1')['train']
+    return plan_lib.plan(config, devices, topology='v5e:1x1')['train']
 
   kernel, scan = train('auto'), train('off')
   assert kernel['loops'] == 0 and kernel['loop_bytes'] == 0 and scan['loops'] >= 8
@@ -167,9 +167,9 @@ def test_the_lif_kernels_take_the_convolutions_outputs_with_at_most_one_relayout
   Measured before the view (3e7e6cc): conv3-conv7's inputs were copies of the convolution's
   output into row-major ``[T * B, H, W, C]`` (the ``steps`` view, time leading), conv1's and
   conv2's two relayouts; at T 25, batch 64 the step moved 49.0 GB (README)."""
-  devices = plan.topology_devices('v5e:1x1')
-  s = plan.setup(_vgg9(per_chip=32), devices)
-  comps = xla_cost.computations(plan.compile_train_step(s, 32).as_text())
+  devices = plan_lib.topology_devices('v5e:1x1')
+  s = plan_lib.setup(_vgg9(per_chip=32), devices)
+  comps = xla_cost.computations(plan_lib.compile_train_step(s, 32).as_text())
   entry = next(c for c in comps.values() if c.entry)
   instructions = {name: (shape, op, rest) for name, shape, op, rest in entry.instructions}
   seen = set()
@@ -322,7 +322,7 @@ ENTRY %main (x: f32[8,16], y: bf16[4]) -> (f32[8,16], bf16[16]) {
   ROOT %t = (f32[8,16], bf16[16]) tuple(%ar, %ag)
 }
 '''
-  got = [(c.kind, c.bytes, plan._group_size(c.groups, 0)) for c in xla_cost.collectives(text)]
+  got = [(c.kind, c.bytes, plan_lib._group_size(c.groups, 0)) for c in xla_cost.collectives(text)]
   assert got == [('all-reduce', 8 * 16 * 4, 4), ('all-gather', 16 * 2, 4)]
 
 
@@ -333,20 +333,20 @@ def test_largest_fitting_finds_the_boundary_with_few_compiles():
     calls.append(b)
     return 1e6 * b + 5e7   # a linear peak: bytes
 
-  b, seen = plan.largest_fitting(peak, 1e9, start=64)
+  b, seen = plan_lib.largest_fitting(peak, 1e9, start=64)
   assert b == 944 and 1e6 * 944 + 5e7 <= 1e9 < 1e6 * 952 + 5e7   # multiples of 8
   assert len(calls) <= 6 and len(set(calls)) == len(calls)
   # Below the step any batch counts; a batch that does not compile does not fit.
-  assert plan.largest_fitting(peak, 5.35e7, start=64)[0] == 3
-  assert plan.largest_fitting(lambda b: None if b > 300 else 1.0, 10.0, start=64)[0] == 296
-  assert plan.largest_fitting(lambda b: 1e9, 1e8, start=64)[0] == 0
+  assert plan_lib.largest_fitting(peak, 5.35e7, start=64)[0] == 3
+  assert plan_lib.largest_fitting(lambda b: None if b > 300 else 1.0, 10.0, start=64)[0] == 296
+  assert plan_lib.largest_fitting(lambda b: 1e9, 1e8, start=64)[0] == 0
   # A peak that jumps (XLA switching strategy) is bisected, not extrapolated past.
   jump = lambda b: 1e6 * b + (3e8 if b > 200 else 0)
-  assert plan.largest_fitting(jump, 4e8, start=64)[0] == 200
+  assert plan_lib.largest_fitting(jump, 4e8, start=64)[0] == 200
 
 
 def _step(flops, nbytes, matmul):
-  return plan.StepReport(per_chip_batch=16, argument_bytes=0, output_bytes=0, alias_bytes=0,
+  return plan_lib.StepReport(per_chip_batch=16, argument_bytes=0, output_bytes=0, alias_bytes=0,
                          temp_bytes=0, peak_bytes=0, flops=flops, bytes_accessed=nbytes,
                          matmul_flops=matmul, loop_flops=0, loop_bytes=0,
                          xla_flops_loops_once=0, xla_bytes_loops_once=0, loops=0,
@@ -355,25 +355,25 @@ def _step(flops, nbytes, matmul):
 
 
 def test_roofline_takes_the_largest_bound_and_counts_mxu_passes():
-  v5e = plan.CHIPS['TPU v5 lite']
+  v5e = plan_lib.CHIPS['TPU v5 lite']
   f = 197e12 * 0.01
-  r = plan.roofline(_step(f, 819e9 * 0.02, {'bf16': f}), v5e)
+  r = plan_lib.roofline(_step(f, 819e9 * 0.02, {'bf16': f}), v5e)
   assert r['compute_s'] == pytest.approx(0.01) and r['memory_s'] == pytest.approx(0.02)
   assert r['limited_by'] == 'memory' and r['img_per_s_per_chip'] == pytest.approx(800)
-  r6 = plan.roofline(_step(f, 819e9 * 0.02, {'f32/highest': f}), v5e)   # 6 passes
+  r6 = plan_lib.roofline(_step(f, 819e9 * 0.02, {'f32/highest': f}), v5e)   # 6 passes
   assert r6['limited_by'] == 'compute' and r6['step_s'] == pytest.approx(0.06)
-  r3 = plan.roofline(_step(2 * f, 0, {'f32/high': f}), v5e)     # 3 passes + the rest at peak
+  r3 = plan_lib.roofline(_step(2 * f, 0, {'f32/high': f}), v5e)     # 3 passes + the rest at peak
   assert r3['compute_s'] == pytest.approx(0.04)
 
 
 def test_matmul_rates_follow_dtype_and_precision():
-  v5e, h100 = plan.CHIPS['TPU v5 lite'], plan.CHIPS['NVIDIA H100 80GB HBM3']
-  assert plan.matmul_rates(v5e)['f32/highest'] == 197e12 / 6
-  assert plan.matmul_rates(v5e)['f32/high'] == 197e12 / 3
-  assert plan.matmul_rates(v5e)['bf16'] == 197e12
-  assert plan.matmul_rates(h100)['f32/highest'] == h100.f32_flops      # CUDA cores
-  assert plan.matmul_rates(h100)['f32/default'] == h100.tf32_flops
-  assert plan.matmul_rates(h100)['bf16'] == 989.4e12
+  v5e, h100 = plan_lib.CHIPS['TPU v5 lite'], plan_lib.CHIPS['NVIDIA H100 80GB HBM3']
+  assert plan_lib.matmul_rates(v5e)['f32/highest'] == 197e12 / 6
+  assert plan_lib.matmul_rates(v5e)['f32/high'] == 197e12 / 3
+  assert plan_lib.matmul_rates(v5e)['bf16'] == 197e12
+  assert plan_lib.matmul_rates(h100)['f32/highest'] == h100.f32_flops      # CUDA cores
+  assert plan_lib.matmul_rates(h100)['f32/default'] == h100.tf32_flops
+  assert plan_lib.matmul_rates(h100)['bf16'] == 989.4e12
 
 
 def test_matmul_flops_by_dtype_count_only_taps_that_meet_the_input():

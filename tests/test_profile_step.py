@@ -1,11 +1,5 @@
 """experiments/profile_step.py's trace arithmetic (the profile itself is a benchmark)."""
-import os
-import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                'experiments'))
-
-import profile_step  # pylint: disable=g-import-not-at-top
+from experiments import profile_step
 
 
 def _x(name, ts, dur, tid=1):

@@ -16,7 +16,13 @@ from typing import List, Sequence
 from absl import logging
 import ml_collections
 
+from bntt_jax import config_lib
 from bntt_jax import default_config
+from bntt_jax import platform
+from bntt_jax import run_lib
+from bntt_jax.analysis import pipeline
+from bntt_jax.analysis import report as report_lib
+from bntt_jax.analysis import robustness
 from bntt_jax.errors import ConfigError
 
 
@@ -33,7 +39,6 @@ def apply_overrides(config: ml_collections.ConfigDict,
 
   The path must exist in the run's config; the value must fit the field's type.
   """
-  from bntt_jax import config_lib  # pylint: disable=g-import-not-at-top
   values = config_lib.parse_overrides([f'--config.{o}' for o in overrides],
                                       default_config.get_config())
   for path, value in values.items():
@@ -76,18 +81,13 @@ def restore(workdir: str, overrides: Sequence[str]) -> Run:
   overridden config; the test split is kept as stored, with the normalisation training
   used, which the evaluator applies as it builds each batch (as training's evaluation).
   """
-  # pylint: disable=g-import-not-at-top
-  from bntt_jax import config_lib
-  from bntt_jax.analysis import robustness
-  from bntt_jax.run_lib import load_data, load_run
-  # pylint: enable=g-import-not-at-top
-  config, variables = load_run(workdir)
+  config, variables = run_lib.load_run(workdir)
   config = ml_collections.ConfigDict(config.to_dict())   # unlocked copy
   if 'analysis' not in config:
     logging.info('%s: no config.analysis; using the defaults of analysis.Settings', workdir)
     config.analysis = analysis_config()
   apply_overrides(config, overrides)
-  ds, mean, std = load_data(config)   # the normalisation training used
+  ds, mean, std = run_lib.load_data(config)   # the normalisation training used
   model = config_lib.create_model(config, ds.info.num_classes)
   if ds.info.kind == 'frames':   # event frames: unbounded model units
     space = robustness.InputSpace.model_units()
@@ -99,17 +99,12 @@ def restore(workdir: str, overrides: Sequence[str]) -> Run:
 
 def analyze_run(run: Run) -> dict:
   """``analysis.analyze`` of a restored run with its config's settings."""
-  # pylint: disable=g-import-not-at-top
-  from bntt_jax import analysis
-  from bntt_jax import platform
-  from bntt_jax import run_lib
-  # pylint: enable=g-import-not-at-top
   platform.set_matmul_precision(run.config.matmul_precision)
   try:
-    settings = analysis.Settings.from_dict(run.config.analysis.to_dict())
+    settings = pipeline.Settings.from_dict(run.config.analysis.to_dict())
   except (TypeError, ValueError) as e:
     raise ConfigError('analysis settings', run.name, str(e)) from e
-  return analysis.analyze(run.model, run.variables, run.images, run.labels,
+  return pipeline.analyze(run.model, run.variables, run.images, run.labels,
                           key=run_lib.eval_keys(run.config.seed, 1)[0],
                           batch_size=run.config.eval.batch_size,
                           space=run.space, settings=settings, name=run.name,
@@ -119,15 +114,14 @@ def analyze_run(run: Run) -> dict:
 def run_all(workdirs: Sequence[str], overrides: Sequence[str], outdir: str | None = None,
             reference: int = 0) -> List[dict]:
   """Analyse every workdir (report into each) and, for several, write the side by side."""
-  from bntt_jax import analysis  # pylint: disable=g-import-not-at-top
   reports = []
   for w in workdirs:
     report = analyze_run(restore(w, overrides))
-    paths = analysis.write_report(report, w)
+    paths = report_lib.write_report(report, w)
     logging.info('%s: accuracy %.4f, report %s', w, report['accuracy']['clean'], paths['md'])
     reports.append(report)
   if len(reports) > 1:
     out = outdir or os.path.join(workdirs[0], 'comparison')
-    paths = analysis.write_comparison(reports, out, reference=reference)
+    paths = report_lib.write_comparison(reports, out, reference=reference)
     logging.info('side by side: %s', paths['md'])
   return reports

@@ -34,6 +34,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from bntt_jax.data import digits
+from bntt_jax.data import idx
 from bntt_jax.errors import ConfigError, DataError
 
 
@@ -50,6 +52,9 @@ class DatasetInfo:
       ``None`` (frames: used as they are).
     kind: ``image`` (uint8, augmented and normalised by the pipeline) or
       ``frames`` (float32, used as they are).
+    classes_inferred: ``num_classes`` was counted from the data (a tiny-imagenet-200
+      directory without ``wnids.txt``: its class directories; a dataset the registry knows
+      no class count of: the largest label + 1), not known beforehand; runs log it.
   """
   name: str
   num_classes: int
@@ -57,6 +62,7 @@ class DatasetInfo:
   mean: Optional[Tuple[float, ...]]
   std: Optional[Tuple[float, ...]]
   kind: str = 'image'
+  classes_inferred: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,22 +93,33 @@ TINY_STD = (0.2302, 0.2265, 0.2262)
 
 
 def _digits(*, source, data_dir, download, split_seed, options):
-  from bntt_jax.data import digits  # pylint: disable=g-import-not-at-top
-  return digits.load(split_seed=split_seed, **options)
+  try:
+    (xtr, ytr), (xte, yte) = digits.load(split_seed=split_seed, **options)
+  except TypeError as e:   # an option digits.load does not take
+    raise ConfigError('data.options', sorted(options), f'keyword arguments of '
+                      f'bntt_jax.data.digits.load ({e})') from None
+  pixels = xtr.astype(np.float64) / 255.0   # the training images' statistics
+  info = DatasetInfo('digits', 10, (8, 8, 1), (float(pixels.mean()),), (float(pixels.std()),))
+  return Dataset(Split(xtr, ytr), Split(xte, yte), info)
 
 
 def _tfds(tfds_name, mean, std):
   def load(*, source, data_dir, download, split_seed, options):
     del split_seed
     if source == 'idx':
-      from bntt_jax.data import idx  # pylint: disable=g-import-not-at-top
       (xtr, ytr), (xte, yte) = idx.load_idx_dir(data_dir)
-      num_classes = int(max(ytr.max(), yte.max())) + 1
+      # MNIST-format sets have their registry's count; the labels are checked against it.
+      num_classes = REGISTRY[tfds_name].num_classes
+      inferred = not num_classes
+      if inferred:
+        num_classes = int(max(ytr.max(initial=0), yte.max(initial=0))) + 1
     else:
+      inferred = False
       from bntt_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
       (xtr, ytr), (xte, yte), num_classes = tfds_source.load(
           tfds_name, data_dir=data_dir or None, download=download, **options)
-    info = DatasetInfo(tfds_name, num_classes, tuple(xtr.shape[1:]), mean, std)
+    info = DatasetInfo(tfds_name, num_classes, tuple(xtr.shape[1:]), mean, std,
+                       classes_inferred=inferred)
     return Dataset(Split(xtr, ytr), Split(xte, yte), info)
   return load
 
@@ -110,7 +127,10 @@ def _tfds(tfds_name, mean, std):
 def _tiny_imagenet(*, source, data_dir, download, split_seed, options):
   from bntt_jax.data import tiny_imagenet  # pylint: disable=g-import-not-at-top
   (xtr, ytr), (xte, yte), classes = tiny_imagenet.load(data_dir, **options)
-  info = DatasetInfo('tiny_imagenet', len(classes), tuple(xtr.shape[1:]), TINY_MEAN, TINY_STD)
+  # Without wnids.txt the classes are the directories there are (a subset: fewer classes).
+  inferred = not os.path.isfile(os.path.join(data_dir, 'wnids.txt'))
+  info = DatasetInfo('tiny_imagenet', len(classes), tuple(xtr.shape[1:]), TINY_MEAN, TINY_STD,
+                     classes_inferred=inferred)
   return Dataset(Split(xtr, ytr), Split(xte, yte), info)
 
 
@@ -235,7 +255,8 @@ def check_data_dir(name: str, source: str, data_dir: str) -> None:
 
 
 def load_dataset(name: str, *, source: str = 'auto', data_dir: str = '', download: bool = True,
-                 split_seed: int = 0, options: Optional[Dict[str, Any]] = None) -> Dataset:
+                 split_seed: int = 0, options: Optional[Dict[str, Any]] = None,
+                 num_classes: Optional[int] = None) -> Dataset:
   """Load both splits of dataset ``name`` into memory.
 
   Args:
@@ -246,8 +267,55 @@ def load_dataset(name: str, *, source: str = 'auto', data_dir: str = '', downloa
     download: let tfds download and prepare a dataset that is not prepared yet.
     split_seed: seed of datasets whose train/test split we draw (digits, DVS).
     options: loader-specific keyword arguments (``config.data.options``).
+    num_classes: the classes the labels must lie in, ``0..num_classes - 1`` (a config's
+      ``model.num_classes``); default: the dataset's (:class:`DatasetInfo`).
+
+  Raises:
+    ConfigError: a name, source, directory or option that is not accepted.
+    DataError: data that do not match (:func:`check_dataset`): labels outside the classes,
+      examples of another shape or dtype, images and labels of different counts.
   """
   source = resolve_source(name, source)
   check_data_dir(name, source, data_dir)
-  return REGISTRY[name].loader(source=source, data_dir=data_dir, download=download,
-                               split_seed=split_seed, options=dict(options or {}))
+  options = dict(options or {})
+  ds = REGISTRY[name].loader(source=source, data_dir=data_dir, download=download,
+                             split_seed=split_seed, options=options)
+  check_dataset(ds, num_classes, where=data_dir or source, options=options)
+  return ds
+
+
+def check_dataset(ds: Dataset, num_classes: Optional[int] = None, *, where: str = '',
+                  options: Optional[Dict[str, Any]] = None) -> None:
+  """A one-line ``DataError`` (naming the split and ``where`` the data came from) unless each
+  split holds as many labels as examples, integer labels in ``0..C - 1`` (``C``:
+  ``num_classes``, default ``ds.info.num_classes``), and examples of the shape the registry
+  gives ``ds.info.name`` (under ``options``) in the dtype of its kind (uint8 images, float32
+  frames)."""
+  info = ds.info
+  c = num_classes or info.num_classes
+  stated = 'config model.num_classes' if num_classes else (
+      'inferred from the data' if info.classes_inferred else 'the dataset\'s')
+  entry = REGISTRY.get(info.name)
+  expected = tuple(entry.shape(dict(options or {}))) if entry else ()
+  dtype = np.float32 if info.kind == 'frames' else np.uint8
+  at = f' in {where}' if where else ''
+  for split_name, split in (('train', ds.train), ('test', ds.test)):
+    what = f'{info.name} {split_name} split{at}'
+    x, y = split.x, split.y
+    if y.ndim != 1 or x.shape[:1] != y.shape:
+      raise DataError(f'{what}: {x.shape[0]} examples and labels of shape {y.shape} are not '
+                      'accepted: one label per example')
+    if expected and tuple(x.shape[1:]) != expected:
+      raise DataError(f'{what}: examples of shape {tuple(x.shape[1:])} are not accepted: '
+                      f'{expected}, the shape of {info.name} (the model and a plan are built '
+                      'for it)')
+    if x.dtype != dtype:
+      raise DataError(f'{what}: examples of dtype {x.dtype} are not accepted: {np.dtype(dtype)}')
+    if not np.issubdtype(y.dtype, np.integer):
+      raise DataError(f'{what}: labels of dtype {y.dtype} are not accepted: integers')
+    bad = (y < 0) | (y >= c)
+    if bad.any():
+      raise DataError(f'{what}: label {int(y[bad][0])} is not accepted ({int(bad.sum())} of '
+                      f'{len(y)} labels lie outside 0..{c - 1}): {info.name} has {c} classes '
+                      f'({stated}); fix the labels, or state the classes with '
+                      '--config.model.num_classes=N')

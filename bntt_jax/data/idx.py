@@ -61,8 +61,15 @@ def load_idx_dir(data_dir: str) -> Tuple[Tuple[np.ndarray, np.ndarray], ...]:
   """
   out = []
   for split in ('train', 't10k'):
-    x = read_idx(_find(data_dir, f'{split}-images'))
-    y = read_idx(_find(data_dir, f'{split}-labels'))
+    x_path, y_path = _find(data_dir, f'{split}-images'), _find(data_dir, f'{split}-labels')
+    x, y = read_idx(x_path), read_idx(y_path)
+    # Converted below to uint8 and int32: other types would be garbled, not converted.
+    if x.dtype != np.uint8:
+      raise DataError(f'IDX file {x_path!r} holds images of type {x.dtype}: not accepted: '
+                      'unsigned bytes (IDX type 0x08), as MNIST-format images are')
+    if not np.issubdtype(y.dtype, np.integer):
+      raise DataError(f'IDX file {y_path!r} holds labels of type {y.dtype}: not accepted: '
+                      'integers (IDX type 0x08, 0x09, 0x0B or 0x0C)')
     if x.ndim == 3:
       x = x[..., None]
     if x.ndim != 4 or y.ndim != 1 or x.shape[0] != y.shape[0]:
