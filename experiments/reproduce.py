@@ -68,7 +68,7 @@ def define_flags():
 def run_config(base: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
   """The config of run ``name``: ``base`` with the run's changes (``claims.RUNS``)."""
   config = ml_collections.ConfigDict(base.to_dict())
-  for path, value in claims.run_changes(name, base).items():
+  for path, value in claims.RUNS[name].items():
     *parents, leaf = path.split('.')
     node = config
     for p in parents:

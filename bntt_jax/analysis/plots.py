@@ -175,17 +175,18 @@ def spike_rate_bars(reports: Sequence[dict], path: str) -> str:
   return _save(fig, path)
 
 
-def training_curves(runs: dict, path: str) -> str:
+def training_curves(runs: dict, path: str, not_spiking: Sequence[str] = ()) -> str:
   """Per logging step (``steps.jsonl`` rows), one line per run: training loss, training
-  accuracy and hidden-layer spikes per image."""
+  accuracy and hidden-layer spikes per image (not for the runs ``not_spiking``: ANNs)."""
   fig, axes = _figure(12.0, 3.8, ncols=3)
-  for name, rows in runs.items():
+  for i, (name, rows) in enumerate(runs.items()):
     if not rows:
       continue
     step = [r['step'] for r in rows]
-    axes[0].plot(step, [r['train_loss'] for r in rows], label=name)
-    axes[1].plot(step, [100 * r['train_accuracy'] for r in rows], label=name)
-    axes[2].plot(step, [r['spikes_per_image'] for r in rows], label=name)
+    axes[0].plot(step, [r['train_loss'] for r in rows], color=f'C{i}', label=name)
+    axes[1].plot(step, [100 * r['train_accuracy'] for r in rows], color=f'C{i}', label=name)
+    if name not in not_spiking:
+      axes[2].plot(step, [r['spikes_per_image'] for r in rows], color=f'C{i}', label=name)
   for ax, what in zip(axes, ('training loss', 'training accuracy (%)', 'spikes per image')):
     ax.set_xlabel('training step')
     ax.set_ylabel(what)
