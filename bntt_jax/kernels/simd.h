@@ -68,7 +68,11 @@ inline constexpr const char* kIsa = "avx2";
 inline constexpr int kWidth = 8;
 inline constexpr int kProductRows = 6;   // 6 x 2 accumulators of the 16 registers
 inline constexpr int kProductVecs = 2;
-inline constexpr int kMaxAccVecs = 8;
+// All 16 registers as the weight gradient's accumulators (128 channels): its adds take their
+// operand from memory, so the spikes' loop needs no other vector register. Measured on a
+// loaded 2-core Zen 4 (AVX2 build), VGG9's five spike-input weight gradients at 100 samples:
+// 731 -> 637 ms at 5 % ones, 1348 -> 1125 at 25 %; other values (pooled spikes) unchanged.
+inline constexpr int kMaxAccVecs = 16;
 using V = __m256;
 inline V Zero() { return _mm256_setzero_ps(); }
 inline V Set1(float a) { return _mm256_set1_ps(a); }

@@ -244,7 +244,7 @@ void WeightGrad(const float* x, const float* dy, float* dw, const Shape& s) {
 }
 
 // 128 output channels per pass where they divide and fit the registers (fewer passes over the
-// lists: AVX-512's 8 of 32), else 64 (AVX2's 8 of 16, generic's 16).
+// lists: AVX-512's 8 of 32 registers, AVX2's 16 of 16: simd.h), else 64 (generic's 16).
 void WeightGradAnyWidth(const float* x, const float* dy, float* dw, const Shape& s) {
   constexpr int kWide = 128 / kWidth, kNarrow = 64 / kWidth;
   if constexpr (kWide <= simd::kMaxAccVecs) {
