@@ -28,8 +28,17 @@
 #include <immintrin.h>
 #endif
 
+// Each variant's names live in an inline namespace of their own: the libraries of several
+// variants loaded into one process (the tests do) then share no symbol whose code differs.
 namespace bntt {
 namespace simd {
+#if defined(BNTT_ISA_AVX512)
+inline namespace avx512 {
+#elif defined(BNTT_ISA_AVX2)
+inline namespace avx2 {
+#else
+inline namespace generic {
+#endif
 
 #if defined(BNTT_ISA_AVX512)
 #ifndef __AVX512F__
@@ -127,6 +136,7 @@ inline uint32_t NotOneMask(uint32_t mask, V v) {
 // (GCC's and Clang's vector extensions give V its +, - on every width above.)
 inline V Scale(float s, V v) { return Mul(Set1(s), v); }
 
+}  // inline namespace avx512, avx2 or generic
 }  // namespace simd
 }  // namespace bntt
 
