@@ -253,7 +253,7 @@ def kernels_in_use(model) -> Dict[str, str]:
       return 'xla (off: the setting, or not one CPU device)'
     if not getattr(kernels, kind).available():
       return f'xla (unavailable: {getattr(kernels, kind).unavailable_reason()})'
-    return 'kernel'
+    return f'kernel ({getattr(kernels, kind).variant()})'
 
   spike_convs = any(sp and spec.kind == 'conv'
                     for sp, spec in zip(model.spike_inputs(), model.layers))

@@ -185,7 +185,8 @@ def run_ours(batch: int, timesteps: int, schedule: str, precision: str, remat: b
       'impl': 'bntt_jax', 'backend': jax.devices()[0].platform,
       'device': jax.devices()[0].device_kind, 'batch': batch, 'timesteps': timesteps,
       'schedule': schedule, 'precision': precision, 'remat': remat,
-      # What ran the event-driven convolutions and the LIF recurrences: 'kernel' or 'xla (why)'.
+      # What ran the event-driven convolutions and the LIF recurrences: 'kernel (<variant>)'
+      # (avx512, avx2, generic: $BNTT_KERNEL_ISA, bntt_jax.kernels.build) or 'xla (why)'.
       **config_lib.kernels_in_use(model),
       'step_s': round(step_s, 4), 'step_s_min': round(min(times), 4),
       'img_per_s': round(batch / step_s, 2), 'peak_mem_mb': _peak_mem_mb(),

@@ -18,6 +18,7 @@ from bntt_jax import neurons
 from bntt_jax import plan_lib
 from bntt_jax.kernels import lif as lif_kernel
 import kernel_fixtures
+from kernel_fixtures import isa  # pylint: disable=unused-import  (the fixture)
 import step_fixtures
 
 
@@ -53,6 +54,19 @@ def test_spikes_and_gradients_equal_the_scan(surrogate, shape, groups):
   np.testing.assert_array_equal(s_k, s_s)
   for a, b in zip(vjp_k(g), vjp_s(g)):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * max(1.0, float(jnp.max(jnp.abs(b)))))
+
+
+@pytest.mark.parametrize('shape,groups', [
+    ((6, 4, 5, 3, 24), 1),
+    pytest.param((3, 70, 4, 4, 64), 1, marks=pytest.mark.full),   # ~10 s a variant
+])
+def test_spikes_and_gradients_equal_the_scan_in_each_variant(shape, groups, isa):
+  """The same check in each instruction-set variant the CPU runs (lif.cc has no hand-written
+  vectors; its flags differ: avx512 -march=native, avx2 without AVX-512, generic none)."""
+  assert f'bntt_lif_forward_{isa}' in jax.jit(
+      lambda x, m, a: lif_kernel.lif_affine_sequence(x, m, a, neurons.LIFParams())).lower(
+          *_operands(0, shape, groups)[:3]).as_text()
+  test_spikes_and_gradients_equal_the_scan('triangle', shape, groups)
 
 
 def test_gradient_is_deterministic():
@@ -138,11 +152,13 @@ def test_what_runs_the_kernel_ops_is_reported_per_kind():
   config.model.arch = 'vgg9'
   cpu = jax.devices('cpu')[0]
   one = config_lib.create_model(config, 10, devices=[cpu])
-  sparse, wino = ('kernel' if mod.available() else (     # they need AVX-512
+  # The variant each kernel built as: the widest this CPU runs ($BNTT_KERNEL_ISA unset).
+  sparse, wino = (f'kernel ({mod.variant()})' if mod.available() else (
       f'xla (unavailable: {mod.unavailable_reason()})')
                   for mod in (kernels.sparse_conv, kernels.winograd))
   assert config_lib.kernels_in_use(one) == {'sparse_conv': sparse, 'winograd': wino,
-                                            'lif': 'kernel'}
+                                            'lif': f'kernel ({kernels.build.variant()})'}
+  assert kernels.build.variant() in kernels.build.VARIANTS
   eight = config_lib.create_model(config, 10, devices=[cpu] * 8)
   assert set(config_lib.kernels_in_use(eight).values()) == {
       'xla (off: the setting, or not one CPU device)'}
@@ -154,16 +170,25 @@ def test_what_runs_the_kernel_ops_is_reported_per_kind():
 
 
 def test_the_kernels_command_builds_them_and_says_which_this_machine_can_use():
+  """Each kernel's line names the variant it built as; a bad $BNTT_KERNEL_ISA is one line on
+  stderr and exit status 2."""
   _needs_kernel()
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  env.pop('BNTT_KERNEL_ISA', None)
   r = subprocess.run([sys.executable, '-m', 'bntt_jax.kernels'], capture_output=True, text=True,
-                     check=False, env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+                     check=False, env=env)
   lines = r.stdout.splitlines()
-  assert lines[2] == 'lif: available', r.stderr[-2000:]
+  variant = kernels.build.variant()
+  assert lines[2] == f'lif: available ({variant})', r.stderr[-2000:]
   for line, (name, mod) in zip(lines, [('sparse_conv', kernels.sparse_conv),
                                        ('winograd', kernels.winograd)]):
-    assert line == (f'{name}: available' if mod.available() else
+    assert line == (f'{name}: available ({variant})' if mod.available() else
                     f'{name}: not available ({mod.unavailable_reason()})')
   assert r.returncode == (0 if kernels.sparse_conv.available() else 1)
+  r = subprocess.run([sys.executable, '-m', 'bntt_jax.kernels'], capture_output=True, text=True,
+                     check=False, env=dict(env, BNTT_KERNEL_ISA='sse'))
+  assert (r.returncode, r.stdout, r.stderr) == (
+      2, '', "error: BNTT_KERNEL_ISA 'sse' is not accepted: one of auto, avx512, avx2, generic\n")
 
 
 def test_the_pure_jax_recurrence_holds_at_most_15_percent_more_than_the_kernel():
@@ -184,6 +209,7 @@ def test_the_pure_jax_recurrence_holds_at_most_15_percent_more_than_the_kernel()
     config.model.lif_kernel = lif
     s = plan_lib.setup(config, jax.devices('cpu')[:1])
     assert config_lib.kernels_in_use(s.model)['lif'] == (
-        'kernel' if lif == 'auto' else 'xla (off: the setting, or not one CPU device)')
+        f'kernel ({lif_kernel.variant()})' if lif == 'auto'
+        else 'xla (off: the setting, or not one CPU device)')
     temps[lif] = plan_lib.compile_train_step(s, 4).memory_analysis().temp_size_in_bytes
   assert temps['off'] <= 1.15 * temps['auto'], temps

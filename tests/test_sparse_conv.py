@@ -1,20 +1,29 @@
 """Event-driven convolutions (bntt_jax.kernels.sparse_conv) equal XLA's dense ones, in a network too."""
 
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from bntt_jax import blocks
+from bntt_jax import errors
 from bntt_jax import models
+from bntt_jax.kernels import build
 from bntt_jax.kernels import sparse_conv
 from bntt_jax.kernels import winograd
 import kernel_fixtures
+from kernel_fixtures import isa  # pylint: disable=unused-import  (the fixture)
 import step_fixtures
 
 
 def _needs_kernels():
-  kernel_fixtures.needs(sparse_conv, 'avx512f')
+  kernel_fixtures.needs(sparse_conv)
 
 
 def _operands(rng, n, h, w, c, d, density, values=(1.0,)):
@@ -31,9 +40,11 @@ def _operands(rng, n, h, w, c, d, density, values=(1.0,)):
     ((2, 4, 4, 16, 64), 0.0, (1.0,)),             # no spikes at all
     ((1, 3, 3, 16, 64), 1.0, (1.0,)),             # all spikes
 ])
-def test_forward_and_gradients_equal_dense_convolution(shape, density, values):
+def test_forward_and_gradients_equal_dense_convolution(shape, density, values, isa):
+  """In each variant the CPU runs (the compiled program calls that variant's kernels)."""
   _needs_kernels()
   x, w, g = _operands(np.random.default_rng(0), *shape, density, values)
+  assert f'bntt_sparse_conv_forward_{isa}' in jax.jit(sparse_conv.conv3x3).lower(x, w).as_text()
   ys, vjp_s = jax.vjp(jax.jit(sparse_conv.conv3x3), x, w)
   yd, vjp_d = jax.vjp(sparse_conv.dense_conv3x3, x, w)
   dx_s, dw_s = vjp_s(g)
@@ -46,9 +57,10 @@ def test_forward_and_gradients_equal_dense_convolution(shape, density, values):
 
 @pytest.mark.parametrize('density', [0.05, 0.9])   # below and above max_density: both branches
 @pytest.mark.parametrize('values', [(1.0,), (0.25, 0.5, 0.75, 1.0)])   # spikes, pooled spikes
-def test_density_switched_convolution_equals_dense(density, values):
+def test_density_switched_convolution_equals_dense(density, values, isa):
   """conv3x3_where_sparse: forward and both gradients equal XLA's whether the density picks the
-  event-driven kernel or the dense forward."""
+  event-driven kernel or the dense forward, in each variant."""
+  del isa
   _needs_kernels()
   x, w, g = _operands(np.random.default_rng(4), 3, 6, 6, 16, 64, density, values)
   assert bool(sparse_conv.event_driven(x, w.shape)) == (
@@ -145,10 +157,115 @@ def test_bad_sparse_conv_setting_is_one_line_error():
                      jnp.zeros((1, 8, 8, 3)), train=False)
 
 
-def test_kernels_are_deterministic():
+def test_kernels_are_deterministic(isa):
+  del isa
   _needs_kernels()
   x, w, g = _operands(np.random.default_rng(3), 24, 8, 8, 32, 128, 0.25)
   f = jax.jit(lambda x, w, g: jax.vjp(sparse_conv.conv3x3, x, w)[1](g)[1])
   first = np.asarray(f(x, w, g))
   for _ in range(3):
     np.testing.assert_array_equal(f(x, w, g), first)
+
+
+def test_bad_variant_setting_is_one_line_error(monkeypatch):
+  monkeypatch.setenv('BNTT_KERNEL_ISA', 'avx3')
+  with pytest.raises(errors.ConfigError, match=r"^BNTT_KERNEL_ISA 'avx3' is not accepted: "
+                     r"one of auto, avx512, avx2, generic$"):
+    sparse_conv.available()
+
+
+def test_a_variant_the_cpu_cannot_run_is_refused_and_xla_runs(monkeypatch):
+  """A forced variant the CPU lacks is not built: the reason names the setting and the missing
+  flags, the blocks use XLA's convolution (a CPU without AVX2 or AVX-512, made up here)."""
+  monkeypatch.setattr(build, '_loaded', {})
+  monkeypatch.setattr(build, 'cpu_flags', lambda: frozenset({'sse2', 'avx'}))
+  for forced, lacks in (('avx512', 'avx512f'), ('avx2', 'avx2, fma')):
+    monkeypatch.setenv('BNTT_KERNEL_ISA', forced)
+    assert not sparse_conv.available() and not winograd.available()
+    assert sparse_conv.unavailable_reason() == f'BNTT_KERNEL_ISA={forced}: the CPU has no {lacks}'
+    conv = blocks.Synapse('conv', 64, input_kind='spikes', sparse_conv=True)
+    x = jnp.ones((1, 4, 4, 16))
+    v = conv.init(jax.random.PRNGKey(0), x)
+    assert 'bntt_sparse_conv' not in jax.jit(conv.apply).lower(v, x).as_text()
+  monkeypatch.setenv('BNTT_KERNEL_ISA', 'auto')   # the best this made-up CPU runs
+  assert build.variant() == 'generic'
+
+
+@pytest.mark.skipif(not shutil.which('objdump'), reason='no objdump')
+def test_avx2_build_holds_no_avx512_instruction():
+  """Built on an AVX-512 host, the avx2 variant's libraries use no AVX-512 register (zmm,
+  ymm16-31, the mask registers): they run on an AVX2-only CPU. The avx512 variant's do (so the
+  check can fail), and each variant has its own cached library."""
+  if build.missing('avx2') or not shutil.which(os.environ.get('CXX', 'g++')):
+    pytest.skip('the CPU has no AVX2, or no C++ compiler')
+  avx512 = re.compile(r'%zmm|%ymm(1[6-9]|2[0-9]|3[01])\b|%xmm(1[6-9]|2[0-9]|3[01])\b|%k[0-7]\b')
+  for name in ('sparse_conv', 'winograd', 'lif'):
+    path = build._build(name, 'avx2')  # pylint: disable=protected-access
+    assert '_avx2_' in os.path.basename(path)
+    text = subprocess.run(['objdump', '-d', path], capture_output=True, text=True,
+                          check=True).stdout
+    assert 'ymm' in text or name == 'lif', name
+    assert not avx512.search(text), (name, avx512.search(text).group())
+  if not build.missing('avx512'):
+    path = build._build('sparse_conv', 'avx512')  # pylint: disable=protected-access
+    assert path != build._build('sparse_conv', 'avx2')  # pylint: disable=protected-access
+    assert avx512.search(subprocess.run(['objdump', '-d', path], capture_output=True,
+                                        text=True, check=True).stdout)
+
+
+def test_a_build_that_fails_its_self_test_is_refused(monkeypatch):
+  """The self-test runs before the handlers are registered; a nonzero answer refuses the build
+  with its message (a stand-in for a library that computes wrong numbers)."""
+  _needs_kernels()
+  monkeypatch.setattr(build, '_loaded', {})
+  monkeypatch.setattr(build, '_self_test', lambda lib, symbol: (_ for _ in ()).throw(
+      build._Refused(f'the build failed its self-test ({symbol}: forward: max error 3)')))  # pylint: disable=protected-access
+  assert not sparse_conv.available()
+  assert sparse_conv.unavailable_reason() == (
+      'the build failed its self-test (BnttSparseConvSelfTest: forward: max error 3)')
+
+
+@pytest.mark.parametrize('variant', build.VARIANTS)
+def test_each_variants_self_test_passes(variant):
+  """The libraries' own checks against a direct convolution in double, called directly."""
+  if build.missing(variant) or not shutil.which(os.environ.get('CXX', 'g++')):
+    pytest.skip(f'the CPU cannot run {variant}, or no C++ compiler')
+  for name, symbol in (('sparse_conv', 'BnttSparseConvSelfTest'),
+                       ('winograd', 'BnttWinogradSelfTest')):
+    lib = ctypes.CDLL(build._build(name, variant))  # pylint: disable=protected-access
+    msg = ctypes.create_string_buffer(512)
+    assert getattr(lib, symbol)(msg, 512) == 0, msg.value
+    isa_name = getattr(lib, symbol.replace('SelfTest', 'Isa'))
+    isa_name.restype = ctypes.c_char_p
+    assert isa_name() == variant.encode()
+
+
+_AARCH64_MAIN = r'''
+#include <cstdio>
+extern "C" int BnttSparseConvSelfTest(char* msg, int len);
+extern "C" int BnttWinogradSelfTest(char* msg, int len);
+int main() {
+  char a[512] = "", b[512] = "";
+  const int ra = BnttSparseConvSelfTest(a, 512), rb = BnttWinogradSelfTest(b, 512);
+  std::printf("%d %d %s %s\n", ra, rb, a, b);
+  return ra || rb;
+}
+'''
+
+
+@pytest.mark.full
+@pytest.mark.skipif(not (shutil.which('aarch64-linux-gnu-g++') and shutil.which('qemu-aarch64')),
+                    reason='no aarch64 cross compiler or qemu-user (Debian: g++-aarch64-linux-gnu, '
+                    'qemu-user)')
+def test_generic_variant_builds_for_aarch64_and_passes_its_self_tests_there(tmp_path):
+  """The generic variant, cross-compiled with the variant's flags for aarch64 (NEON through the
+  vector extensions) and run under qemu: both kernels' self-tests pass. (Emulated: it says the
+  numbers are right on aarch64, not how fast they are.)"""
+  flags = [f for f in build.compile_flags('generic') if f not in ('-shared', '-fPIC')]
+  (tmp_path / 'main.cc').write_text(_AARCH64_MAIN)
+  exe = tmp_path / 'selftest'
+  subprocess.run(['aarch64-linux-gnu-g++', *flags, build.source('sparse_conv'),
+                  build.source('winograd'), str(tmp_path / 'main.cc'), '-o', str(exe), '-static',
+                  '-lpthread'], check=True, capture_output=True)
+  r = subprocess.run(['qemu-aarch64', str(exe)], capture_output=True, text=True, check=False)
+  assert (r.returncode, r.stdout) == (0, '0 0  \n'), r.stdout + r.stderr

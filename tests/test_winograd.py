@@ -10,10 +10,11 @@ import pytest
 from bntt_jax.kernels import sparse_conv
 from bntt_jax.kernels import winograd
 import kernel_fixtures
+from kernel_fixtures import isa  # pylint: disable=unused-import  (the fixture)
 
 
 def _needs_kernel():
-  kernel_fixtures.needs(winograd, 'avx512f')
+  kernel_fixtures.needs(winograd)
 
 
 def _conv64(x, w):
@@ -44,14 +45,17 @@ SHAPES = [(2, 5, 7, 16, 64), (1, 1, 1, 16, 16), (3, 3, 9, 32, 48), (2, 8, 8, 80,
 
 
 @pytest.mark.parametrize('shape', SHAPES)
-def test_forward_equals_float64_convolution(shape):
-  """Spike-like and Gaussian inputs: max error within 2e-5 of max|y|. Measured here: 0.2-8e-6 on
-  these shapes (1.3e-5 at 256 channels in and out), XLA's float32 convolution 0.3-9e-7: the
-  transforms' large, cancelling terms cost F(4x4, 3x3) about ten float32 roundings more."""
+def test_forward_equals_float64_convolution(shape, isa):
+  """Spike-like and Gaussian inputs: max error within 2e-5 of max|y|, in each variant. Measured
+  here: 0.2-8e-6 on these shapes (1.3e-5 at 256 channels in and out), XLA's float32 convolution
+  0.3-9e-7: the transforms' large, cancelling terms cost F(4x4, 3x3) about ten float32
+  roundings more."""
   _needs_kernel()
   n, h, w, c, d = shape
   rng = np.random.default_rng(0)
   k = jnp.asarray(rng.standard_normal((3, 3, c, d)), jnp.float32)
+  x0 = jnp.zeros((n, h, w, c), jnp.float32)
+  assert f'bntt_winograd_conv_{isa}' in jax.jit(winograd.conv3x3).lower(x0, k).as_text()
   for x in ((rng.random((n, h, w, c)) < 0.2).astype(np.float32),
             rng.standard_normal((n, h, w, c)).astype(np.float32)):
     y = jax.jit(winograd.conv3x3)(jnp.asarray(x), k)
@@ -60,7 +64,8 @@ def test_forward_equals_float64_convolution(shape):
 
 
 @pytest.mark.parametrize('shape', SHAPES)
-def test_input_gradient_equals_float64_transposed_convolution(shape):
+def test_input_gradient_equals_float64_transposed_convolution(shape, isa):
+  del isa
   _needs_kernel()
   n, h, w, c, d = shape
   rng = np.random.default_rng(1)
@@ -71,10 +76,11 @@ def test_input_gradient_equals_float64_transposed_convolution(shape):
   assert _max_rel_error(dx, _input_grad64(g, k)) < TOLERANCE
 
 
-def test_an_impulse_gives_the_filter_back():
+def test_an_impulse_gives_the_filter_back(isa):
   """One nonzero input in the middle: the output around it is the filter itself (correlation,
   not convolution: not flipped), and zero elsewhere; a wrong transform matrix or tap order
   moves or mixes the taps."""
+  del isa
   _needs_kernel()
   x = np.zeros((1, 9, 9, 16), np.float32)
   x[0, 4, 4, 3] = 1.0
@@ -88,7 +94,8 @@ def test_an_impulse_gives_the_filter_back():
   assert np.max(np.abs(y)) < TOLERANCE
 
 
-def test_is_deterministic():
+def test_is_deterministic(isa):
+  del isa
   _needs_kernel()
   rng = np.random.default_rng(3)
   g = jnp.asarray(rng.standard_normal((64, 8, 8, 64)), jnp.float32)

@@ -6,7 +6,9 @@
   event-driven convolutions' input gradients and their forwards where the input is dense.
 * :mod:`.lif` (``lif.cc``): the ``layer`` schedule's fused norm-affine LIF recurrence, each
   pass in one kernel, the backward recomputing the membranes.
-* :mod:`.build`: compiles a source once per machine into a cache and registers its handlers.
+* :mod:`.build`: compiles a source once per machine and instruction-set variant (``avx512``,
+  ``avx2``, ``generic``: the widest the CPU runs, or ``$BNTT_KERNEL_ISA``; ``simd.h`` holds each
+  one's vector type) into a cache, checks it against its self-test and registers its handlers.
 * :mod:`.lif_tpu`: the same LIF recurrence as Pallas TPU kernels (nothing to build: Mosaic
   compiles them with the program; imported only by a model that runs them).
 
@@ -14,7 +16,7 @@ The blocks use a kernel where it is available and takes the operands, and XLA's 
 otherwise (equal results up to float32 rounding). :func:`prepare` builds both ahead of use
 (``config_lib.create_model`` calls it for a run on one CPU device; otherwise the first trace
 that needs a kernel builds it); ``python -m bntt_jax.kernels`` does it from the shell and prints
-what this machine can use.
+what this machine can use, and the variant each kernel built as.
 """
 from __future__ import annotations
 

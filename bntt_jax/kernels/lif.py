@@ -40,6 +40,11 @@ def unavailable_reason() -> str:
   return build.reason('lif')
 
 
+def variant() -> str:
+  """The instruction-set variant it is built as: its flags (no hand-written vectors here)."""
+  return build.variant()
+
+
 def supports(x, mul, add) -> bool:
   """Whether the kernel takes these operands: float32, ``x [T, N, ..., C]``, ``mul`` and ``add``
   ``[T, G, C]`` with ``N`` divisible into the ``G`` groups."""

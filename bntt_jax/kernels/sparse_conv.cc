@@ -8,12 +8,13 @@
 // The forward walks each pixel's nonzero channels and accumulates 64 output channels of y[p] in
 // registers; the weight gradient walks each channel's nonzero pixels and accumulates 64 or 128
 // channels of dw[tap, c] in registers, per sample, into a fixed number of partial copies of dw
-// that are added in a fixed order. Both are deterministic. Requires AVX-512F, C % 16 == 0 and D % 64 == 0 (the Python side checks;
-// it uses XLA's convolution otherwise).
-#ifndef __AVX512F__
-#error "bntt_jax sparse convolutions need AVX-512F"
-#endif
-#include <immintrin.h>
+// that are added in a fixed order. Both are deterministic. Requires C % 16 == 0 and
+// D % 64 == 0 (the Python side checks; it uses XLA's convolution otherwise).
+//
+// Written once for every vector width: simd.h gives V (kWidth floats: 16 with AVX-512, 8 with
+// AVX2, 4 generic; its header says why wrappers over intrinsics) and the build picks the
+// variant (kernels/build.py). BnttSparseConvSelfTest checks the build against a direct
+// convolution in double precision before the library is used.
 
 #include <algorithm>
 #include <cstdint>
@@ -24,16 +25,23 @@
 
 #include "aligned.h"
 #include "parallel.h"
+#include "selftest.h"
+#include "simd.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 using bntt::Aligned;
 using bntt::NumThreads;
 using bntt::ParallelFor;
+namespace simd = bntt::simd;
+using simd::V;
+using simd::kWidth;
 
 namespace {
 
-constexpr int kBlock = 64;  // output channels per register block (4 x 16 floats)
+constexpr int kBlock = 64;  // output channels per register block of the forward
+constexpr int kBlockVecs = kBlock / kWidth;
+static_assert(16 % kWidth == 0, "a width that divides the channel multiple (16)");
 
 struct Shape {
   int64_t n, h, w, c, d;
@@ -49,16 +57,15 @@ struct SampleLists {
   void Build(const float* x, int64_t pixels, int64_t c) {
     idx.resize(pixels * c);
     cnt.resize(pixels);
-    const __m512 one = _mm512_set1_ps(1.f);
     binary = true;
     for (int64_t q = 0; q < pixels; ++q) {
       const float* xq = x + q * c;
       uint16_t* iq = idx.data() + q * c;
       int k = 0;
-      for (int64_t ch = 0; ch < c; ch += 16) {
-        __m512 v = _mm512_loadu_ps(xq + ch);
-        __mmask16 m = _mm512_cmpneq_ps_mask(v, _mm512_setzero_ps());
-        binary &= _mm512_mask_cmpneq_ps_mask(m, v, one) == 0;
+      for (int64_t ch = 0; ch < c; ch += kWidth) {
+        const V v = simd::LoadU(xq + ch);
+        uint32_t m = simd::NonzeroMask(v);
+        binary &= simd::NotOneMask(m, v) == 0;
         while (m) {
           iq[k++] = static_cast<uint16_t>(ch + __builtin_ctz(m));
           m &= m - 1;
@@ -98,31 +105,25 @@ void ForwardSample(const SampleLists& l, const float* w, float* y, const Shape& 
   for (int64_t db = 0; db < d; db += kBlock)   // block-major: its weight slice stays in cache
     for (int64_t i = 0; i < h; ++i)
       for (int64_t j = 0; j < wd; ++j) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        V a[kBlockVecs];
+        for (int q = 0; q < kBlockVecs; ++q) a[q] = simd::Zero();
         ForEachNeighbour<kBinary>(l, i, j, s, [&](int tap, const uint16_t* iq, const float* vq,
                                                   int K) {
           const float* wt = w + tap * c * d + db;
           for (int k = 0; k < K; ++k) {
             const float* r = wt + static_cast<int64_t>(iq[k]) * d;
             if constexpr (kBinary) {
-              a0 = _mm512_add_ps(a0, _mm512_loadu_ps(r));
-              a1 = _mm512_add_ps(a1, _mm512_loadu_ps(r + 16));
-              a2 = _mm512_add_ps(a2, _mm512_loadu_ps(r + 32));
-              a3 = _mm512_add_ps(a3, _mm512_loadu_ps(r + 48));
+              for (int q = 0; q < kBlockVecs; ++q)
+                a[q] = simd::Add(a[q], simd::LoadU(r + kWidth * q));
             } else {
-              const __m512 v = _mm512_set1_ps(vq[k]);
-              a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r), a0);
-              a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r + 16), a1);
-              a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r + 32), a2);
-              a3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(r + 48), a3);
+              const V v = simd::Set1(vq[k]);
+              for (int q = 0; q < kBlockVecs; ++q)
+                a[q] = simd::Fma(v, simd::LoadU(r + kWidth * q), a[q]);
             }
           }
         });
         float* o = y + (i * wd + j) * d + db;
-        _mm512_storeu_ps(o, a0);
-        _mm512_storeu_ps(o + 16, a1);
-        _mm512_storeu_ps(o + 32, a2);
-        _mm512_storeu_ps(o + 48, a3);
+        for (int q = 0; q < kBlockVecs; ++q) simd::StoreU(o + kWidth * q, a[q]);
       }
 }
 
@@ -149,16 +150,15 @@ struct ChannelLists {
     pix.resize(s.c * pixels);
     cnt.assign(s.c, 0);
     val.resize(s.c * pixels);
-    const __m512 one = _mm512_set1_ps(1.f);
     binary = true;
     for (int64_t i = 0; i < s.h; ++i)
       for (int64_t j = 0; j < s.w; ++j) {
         const float* xq = x + (i * s.w + j) * s.c;
         const int32_t q = static_cast<int32_t>((i + 1) * (s.w + 2) + j + 1);
-        for (int64_t ch = 0; ch < s.c; ch += 16) {
-          const __m512 v = _mm512_loadu_ps(xq + ch);
-          __mmask16 m = _mm512_cmpneq_ps_mask(v, _mm512_setzero_ps());
-          binary &= _mm512_mask_cmpneq_ps_mask(m, v, one) == 0;
+        for (int64_t ch = 0; ch < s.c; ch += kWidth) {
+          const V v = simd::LoadU(xq + ch);
+          uint32_t m = simd::NonzeroMask(v);
+          binary &= simd::NotOneMask(m, v) == 0;
           while (m) {
             const int64_t c = ch + __builtin_ctz(m), k = c * pixels + cnt[c]++;
             pix[k] = q;
@@ -170,9 +170,9 @@ struct ChannelLists {
   }
 };
 
-// acc[tap, c, db:db+16V] += sum over the nonzeros x[q, c] of x[q, c] * dy[q - tap, db:db+16V],
+// acc[tap, c, db:db+kV*kWidth] += sum over the nonzeros x[q, c] of x[q, c] * dy[q - tap, same],
 // for one sample. dyp is the sample's dy block on the zero-padded grid (so a neighbour outside
-// the image reads zeros); the sums build up in V registers per (tap, c): only loads and adds.
+// the image reads zeros); the sums build up in kV registers per (tap, c): only loads and adds.
 template <int kV, bool kBinary>
 void WeightGradSample(const ChannelLists& l, const float* dyp, float* acc, int64_t db,
                       const Shape& s) {
@@ -183,21 +183,21 @@ void WeightGradSample(const ChannelLists& l, const float* dyp, float* acc, int64
     const int K = l.cnt[c];
     if (!K) continue;
     for (int tap = 0; tap < 9; ++tap) {
-      const float* base = dyp - ((tap / 3 - 1) * pw + (tap % 3 - 1)) * (kV * 16);
-      __m512 a[kV];
-      for (int v = 0; v < kV; ++v) a[v] = _mm512_setzero_ps();
+      const float* base = dyp - ((tap / 3 - 1) * pw + (tap % 3 - 1)) * (kV * kWidth);
+      V a[kV];
+      for (int v = 0; v < kV; ++v) a[v] = simd::Zero();
       for (int k = 0; k < K; ++k) {
-        const float* r = base + static_cast<int64_t>(pix[k]) * (kV * 16);
+        const float* r = base + static_cast<int64_t>(pix[k]) * (kV * kWidth);
         if constexpr (kBinary) {
-          for (int v = 0; v < kV; ++v) a[v] = _mm512_add_ps(a[v], _mm512_load_ps(r + 16 * v));
+          for (int v = 0; v < kV; ++v) a[v] = simd::Add(a[v], simd::Load(r + kWidth * v));
         } else {
-          const __m512 x = _mm512_set1_ps(val[k]);
-          for (int v = 0; v < kV; ++v) a[v] = _mm512_fmadd_ps(x, _mm512_load_ps(r + 16 * v), a[v]);
+          const V x = simd::Set1(val[k]);
+          for (int v = 0; v < kV; ++v) a[v] = simd::Fma(x, simd::Load(r + kWidth * v), a[v]);
         }
       }
       float* o = acc + (tap * s.c + c) * s.d + db;
       for (int v = 0; v < kV; ++v)
-        _mm512_storeu_ps(o + 16 * v, _mm512_add_ps(a[v], _mm512_loadu_ps(o + 16 * v)));
+        simd::StoreU(o + kWidth * v, simd::Add(a[v], simd::LoadU(o + kWidth * v)));
     }
   }
 }
@@ -210,7 +210,7 @@ constexpr int64_t kChunks = 8;
 
 template <int kV>
 void WeightGrad(const float* x, const float* dy, float* dw, const Shape& s) {
-  constexpr int64_t bw = kV * 16;
+  constexpr int64_t bw = kV * kWidth;
   const int64_t size = 9 * s.c * s.d, pixels = s.h * s.w, grid = (s.h + 2) * (s.w + 2);
   const int64_t chunks = std::min(kChunks, s.n), blocks = s.d / bw;
   std::vector<Aligned> acc(chunks);
@@ -243,6 +243,16 @@ void WeightGrad(const float* x, const float* dy, float* dw, const Shape& s) {
   });
 }
 
+// 128 output channels per pass where they divide and fit the registers (fewer passes over the
+// lists: AVX-512's 8 of 32 registers, AVX2's 16 of 16: simd.h), else 64 (generic's 16).
+void WeightGradAnyWidth(const float* x, const float* dy, float* dw, const Shape& s) {
+  constexpr int kWide = 128 / kWidth, kNarrow = 64 / kWidth;
+  if constexpr (kWide <= simd::kMaxAccVecs) {
+    if (s.d % 128 == 0) return WeightGrad<kWide>(x, dy, dw, s);
+  }
+  WeightGrad<kNarrow>(x, dy, dw, s);
+}
+
 ffi::Error CheckShapes(const Shape& s) {
   if (s.c % 16 || s.d % kBlock || s.c > 65535)
     return ffi::Error::InvalidArgument("sparse conv: channels must be C % 16 == 0, D % 64 == 0");
@@ -270,13 +280,63 @@ ffi::Error WeightGradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
     return ffi::Error::InvalidArgument("sparse conv: x [N,H,W,C] and dy [N,H,W,D] expected");
   Shape s{xd[0], xd[1], xd[2], xd[3], gd[3]};
   if (auto e = CheckShapes(s); e.failure()) return e;
-  // 128 output channels per pass where they divide (fewer passes over the lists), else 64.
-  if (s.d % 128 == 0) WeightGrad<8>(x.typed_data(), dy.typed_data(), dw->typed_data(), s);
-  else WeightGrad<4>(x.typed_data(), dy.typed_data(), dw->typed_data(), s);
+  WeightGradAnyWidth(x.typed_data(), dy.typed_data(), dw->typed_data(), s);
   return ffi::Error::Success();
 }
 
+// y and dw of x (n, h, w, c), w, dy by the definition, in double.
+void Reference(const std::vector<float>& x, const std::vector<float>& w,
+               const std::vector<float>& dy, const Shape& s, std::vector<double>* y,
+               std::vector<double>* dw) {
+  y->assign(s.n * s.h * s.w * s.d, 0.0);
+  dw->assign(9 * s.c * s.d, 0.0);
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t i = 0; i < s.h; ++i)
+      for (int64_t j = 0; j < s.w; ++j)
+        for (int tap = 0; tap < 9; ++tap) {
+          const int64_t ii = i + tap / 3 - 1, jj = j + tap % 3 - 1;
+          if (ii < 0 || ii >= s.h || jj < 0 || jj >= s.w) continue;
+          const float* xq = x.data() + ((n * s.h + ii) * s.w + jj) * s.c;
+          const int64_t p = (n * s.h + i) * s.w + j;
+          for (int64_t c = 0; c < s.c; ++c) {
+            if (xq[c] == 0.f) continue;
+            for (int64_t d = 0; d < s.d; ++d) {
+              (*y)[p * s.d + d] += double(xq[c]) * w[(tap * s.c + c) * s.d + d];
+              (*dw)[(tap * s.c + c) * s.d + d] += double(xq[c]) * dy[p * s.d + d];
+            }
+          }
+        }
+}
+
+bool SelfTest(char* msg, int len) {
+  // Every border (5 x 7), both weight-gradient blocks where the width has them (D 128, 64),
+  // spikes and other values, fewer samples than the partial copies of dw and more.
+  const Shape shapes[] = {{2, 5, 7, 32, 128}, {9, 3, 4, 16, 64}};
+  bntt::Lcg rng(7);
+  for (const Shape& s : shapes)
+    for (const std::vector<float>& values : {std::vector<float>{}, std::vector<float>{0.25f, -1.f}}) {
+      const auto x = rng.Sparse(s.n * s.h * s.w * s.c, 0.3f, values);
+      const auto w = rng.Normalish(9 * s.c * s.d), dy = rng.Normalish(s.n * s.h * s.w * s.d);
+      std::vector<float> y(s.n * s.h * s.w * s.d), dw(9 * s.c * s.d);
+      Aligned wa(9 * s.c * s.d);
+      std::memcpy(wa.get(), w.data(), w.size() * 4);
+      Forward(x.data(), wa.get(), y.data(), s);
+      WeightGradAnyWidth(x.data(), dy.data(), dw.data(), s);
+      std::vector<double> y64, dw64;
+      Reference(x, w, dy, s, &y64, &dw64);
+      if (!bntt::Close(y, y64, 1e-5, "sparse conv self-test: forward", msg, len) ||
+          !bntt::Close(dw, dw64, 1e-5, "sparse conv self-test: weight gradient", msg, len))
+        return false;
+    }
+  return true;
+}
+
 }  // namespace
+
+// 0 when this build's forward and weight gradient equal a direct convolution in double on small
+// problems (build.py runs it once before registering the handlers), else 1 with why in msg.
+extern "C" int BnttSparseConvSelfTest(char* msg, int len) { return SelfTest(msg, len) ? 0 : 1; }
+extern "C" const char* BnttSparseConvIsa() { return simd::kIsa; }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BnttSparseConvForward, ForwardImpl,
                               ffi::Ffi::Bind()

@@ -2,11 +2,11 @@
 
 A convolution whose input is spikes (0/1, mostly zeros) does most of its dense work on
 zeros. ``conv3x3(x, w)`` is a 'SAME', stride-1 convolution of ``x [N, H, W, C]`` with
-``w [3, 3, C, D]`` that computes its forward and its weight gradient in C++ (AVX-512,
-``sparse_conv.cc``) from each input pixel's nonzero channels. Its input gradient is dense (so is
-its operand, the output gradient): Winograd's F(4x4, 3x3) in C++ where that kernel runs
-(:mod:`bntt_jax.kernels.winograd`, a quarter of the multiplies, its own rounding), else XLA's
-convolution. The forward and the weight gradient are exact for any input, in the float32
+``w [3, 3, C, D]`` that computes its forward and its weight gradient in C++ (``sparse_conv.cc``,
+AVX-512, AVX2 or generic: :mod:`bntt_jax.kernels.build`) from each input pixel's nonzero
+channels. Its input gradient is dense (so is its operand, the output gradient): Winograd's
+F(4x4, 3x3) in C++ where that kernel runs (:mod:`bntt_jax.kernels.winograd`, a quarter of the
+multiplies, its own rounding), else XLA's convolution. The forward and the weight gradient are exact for any input, in the float32
 arithmetic of a different summation order; all three are deterministic; only the speed of the
 first two depends on the sparsity (README, Performance, gives VGG9's sparsity and the kernels'
 times).
@@ -20,8 +20,8 @@ run time, per call, from the input's nonzero fraction, between the event-driven 
 dense one (``lax.cond``).
 
 The kernels are compiled on first use (:mod:`bntt_jax.kernels.build`). :func:`available` says
-whether that worked (Linux, a CPU with AVX-512, a compiler, a single CPU device: an FFI call has
-no sharding rule); blocks fall back to XLA's convolution otherwise, so results never depend on
+whether that worked (Linux, a compiler, a build that passed its self-test, a single CPU device: an
+FFI call has no sharding rule); blocks fall back to XLA's convolution otherwise, so results never depend on
 it beyond rounding. ``jax.grad`` and ``jax.vjp`` work through it, once (its backward has no
 gradient rule of its own); forward-mode autodiff (``jax.jvp``) does not.
 """
@@ -47,12 +47,17 @@ def available() -> bool:
   """Whether :func:`conv3x3` runs its own kernels here (built and registered on first call)."""
   return build.load('sparse_conv', {_FORWARD: 'BnttSparseConvForward',
                                      _WEIGHT_GRAD: 'BnttSparseConvWeightGrad'},
-                     cpu_flags=('avx512f',))[0]
+                     self_test='BnttSparseConvSelfTest')[0]
 
 
 def unavailable_reason() -> str:
   """Why :func:`available` is False ('' when it is True or was not asked)."""
   return build.reason('sparse_conv')
+
+
+def variant() -> str:
+  """The instruction-set variant it is built as (:func:`bntt_jax.kernels.build.variant`)."""
+  return build.variant()
 
 
 def supports(x_shape, w_shape, dtype) -> bool:

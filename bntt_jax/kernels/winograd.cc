@@ -13,11 +13,12 @@
 // transformed once per call (U [36, K, C]); the tiles are done in blocks of NT, each block's
 // input transform (V [36, NT, K]), its 36 matrix products (M [36, NT, C]) and its output
 // transform in one thread's cache. Each block writes its own outputs: the result does not depend
-// on the number of threads. Requires AVX-512F, K % 16 == 0 and C % 16 == 0 (winograd.py checks).
-#ifndef __AVX512F__
-#error "bntt_jax Winograd convolutions need AVX-512F"
-#endif
-#include <immintrin.h>
+// on the number of threads. Requires K % 16 == 0 and C % 16 == 0 (winograd.py checks).
+//
+// Written once for every vector width: simd.h gives V (kWidth floats: 16 with AVX-512, 8 with
+// AVX2, 4 generic; its header says why wrappers over intrinsics) and the matrix products'
+// register block; the build picks the variant (kernels/build.py). BnttWinogradSelfTest checks
+// the build against a direct convolution in double before the library is used.
 
 #include <algorithm>
 #include <cstdint>
@@ -28,16 +29,22 @@
 
 #include "aligned.h"
 #include "parallel.h"
+#include "selftest.h"
+#include "simd.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 using bntt::Aligned;
 using bntt::NumThreads;
 using bntt::ParallelFor;
+namespace simd = bntt::simd;
+using simd::V;
+using simd::kWidth;
 
 namespace {
 
-constexpr int kRows = 6;   // tiles per register block of the matrix products
+constexpr int kRows = simd::kProductRows;   // tiles per register block of the matrix products
+static_assert(16 % kWidth == 0, "a width that divides the channel multiple (16)");
 
 // B^T d for one column of six values (the input transform's 1-D step).
 template <typename T, typename Mul>
@@ -60,8 +67,7 @@ inline void OutputStep(const T m[6], T o[4], Mul mul) {
   o[3] = d12 + mul(8.f, d34) + m[5];
 }
 
-// (GCC's and Clang's vector extensions give __m512 its +, -.)
-const auto kVecMul = [](float s, __m512 v) { return _mm512_mul_ps(_mm512_set1_ps(s), v); };
+const auto kVecMul = [](float s, V v) { return simd::Scale(s, v); };
 
 struct Geometry {
   int64_t n, h, w, k, c, th, tw;   // tiles: th x tw per sample
@@ -97,22 +103,22 @@ void TransformWeights(const float* w, bool transpose, const Geometry& s, float* 
 // v[xi][r][:] = (B^T d B)[xi] of tile r of the block, for the tiles [t0, t0 + count).
 void InputTransform(const float* x, const Geometry& s, int64_t t0, int64_t count, int64_t nt,
                     float* v) {
-  const __m512 zero = _mm512_setzero_ps();
+  const V zero = simd::Zero();
   for (int64_t r = 0; r < count; ++r) {
     const int64_t t = t0 + r, n = t / (s.th * s.tw), i0 = (t / s.tw) % s.th * 4 - 1,
                   j0 = t % s.tw * 4 - 1;
     const float* xn = x + n * s.h * s.w * s.k;
-    for (int64_t ch = 0; ch < s.k; ch += 16) {
-      __m512 d[6][6], e[6][6];
+    for (int64_t ch = 0; ch < s.k; ch += kWidth) {
+      V d[6][6], e[6][6];
       for (int a = 0; a < 6; ++a) {
         const int64_t i = i0 + a;
         for (int b = 0; b < 6; ++b) {
           const int64_t j = j0 + b;
           d[b][a] = (i >= 0 && i < s.h && j >= 0 && j < s.w)
-                        ? _mm512_loadu_ps(xn + (i * s.w + j) * s.k + ch) : zero;
+                        ? simd::LoadU(xn + (i * s.w + j) * s.k + ch) : zero;
         }
       }
-      __m512 col[6];
+      V col[6];
       for (int b = 0; b < 6; ++b) {           // columns: e[b][:] = B^T d[:, b]
         InputStep(d[b], col, kVecMul);
         for (int a = 0; a < 6; ++a) e[a][b] = col[a];
@@ -120,29 +126,30 @@ void InputTransform(const float* x, const Geometry& s, int64_t t0, int64_t count
       for (int a = 0; a < 6; ++a) {           // rows: (B^T d) B
         InputStep(e[a], col, kVecMul);
         for (int b = 0; b < 6; ++b)
-          _mm512_store_ps(v + ((a * 6 + b) * nt + r) * s.k + ch, col[b]);
+          simd::Store(v + ((a * 6 + b) * nt + r) * s.k + ch, col[b]);
       }
     }
   }
 }
 
-// m[0:6][0:16 kV] = v[0:6][0:K] @ u[0:K][0:16 kV] (leading dimensions: K, ldu, ldm).
+// m[0:kRows][0:kWidth kV] = v[0:kRows][0:K] @ u[0:K][0:kWidth kV] (leading dimensions: K,
+// ldu, ldm).
 template <int kV>
 inline void Product(const float* v, const float* u, float* m, int64_t K, int64_t ldu,
                     int64_t ldm) {
-  __m512 acc[kRows][kV];
+  V acc[kRows][kV];
   for (int r = 0; r < kRows; ++r)
-    for (int q = 0; q < kV; ++q) acc[r][q] = _mm512_setzero_ps();
+    for (int q = 0; q < kV; ++q) acc[r][q] = simd::Zero();
   for (int64_t k = 0; k < K; ++k) {
-    __m512 b[kV];
-    for (int q = 0; q < kV; ++q) b[q] = _mm512_loadu_ps(u + k * ldu + 16 * q);
+    V b[kV];
+    for (int q = 0; q < kV; ++q) b[q] = simd::LoadU(u + k * ldu + kWidth * q);
     for (int r = 0; r < kRows; ++r) {
-      const __m512 a = _mm512_set1_ps(v[r * K + k]);
-      for (int q = 0; q < kV; ++q) acc[r][q] = _mm512_fmadd_ps(a, b[q], acc[r][q]);
+      const V a = simd::Set1(v[r * K + k]);
+      for (int q = 0; q < kV; ++q) acc[r][q] = simd::Fma(a, b[q], acc[r][q]);
     }
   }
   for (int r = 0; r < kRows; ++r)
-    for (int q = 0; q < kV; ++q) _mm512_store_ps(m + r * ldm + 16 * q, acc[r][q]);
+    for (int q = 0; q < kV; ++q) simd::Store(m + r * ldm + kWidth * q, acc[r][q]);
 }
 
 // y of the tiles [t0, t0 + count) from m[xi][r][:].
@@ -152,10 +159,10 @@ void OutputTransform(const float* m, const Geometry& s, int64_t t0, int64_t coun
     const int64_t t = t0 + r, n = t / (s.th * s.tw), i0 = (t / s.tw) % s.th * 4,
                   j0 = t % s.tw * 4;
     float* yn = y + n * s.h * s.w * s.c;
-    for (int64_t ch = 0; ch < s.c; ch += 16) {
-      __m512 e[6][4], in[6], out[4];
+    for (int64_t ch = 0; ch < s.c; ch += kWidth) {
+      V e[6][4], in[6], out[4];
       for (int a = 0; a < 6; ++a) {           // rows: M A, per row a of M
-        for (int b = 0; b < 6; ++b) in[b] = _mm512_load_ps(m + ((a * 6 + b) * nt + r) * s.c + ch);
+        for (int b = 0; b < 6; ++b) in[b] = simd::Load(m + ((a * 6 + b) * nt + r) * s.c + ch);
         OutputStep(in, e[a], kVecMul);
       }
       for (int j = 0; j < 4; ++j) {           // columns: A^T (M A)
@@ -163,7 +170,7 @@ void OutputTransform(const float* m, const Geometry& s, int64_t t0, int64_t coun
         OutputStep(in, out, kVecMul);
         if (j0 + j >= s.w) continue;
         for (int i = 0; i < 4; ++i)
-          if (i0 + i < s.h) _mm512_storeu_ps(yn + ((i0 + i) * s.w + j0 + j) * s.c + ch, out[i]);
+          if (i0 + i < s.h) simd::StoreU(yn + ((i0 + i) * s.w + j0 + j) * s.c + ch, out[i]);
       }
     }
   }
@@ -192,13 +199,17 @@ void Convolve(const float* x, const float* w, bool transpose, float* y, const Ge
     const int64_t rows = (count + kRows - 1) / kRows * kRows;
     for (int xi = 0; xi < 36; ++xi) {
       const float* uxi = u.get() + xi * s.k * s.c;
+      // The widest register block (AVX-512: 64 channels) while it fits, then 16 at a time.
+      constexpr int kMain = simd::kProductVecs, kTail = 16 / kWidth;
       int64_t c0 = 0;
-      for (; c0 + 64 <= s.c; c0 += 64)
+      for (; c0 + kMain * kWidth <= s.c; c0 += kMain * kWidth)
         for (int64_t r = 0; r < rows; r += kRows)
-          Product<4>(v + (xi * nt + r) * s.k, uxi + c0, m + (xi * nt + r) * s.c + c0, s.k, s.c, s.c);
-      for (; c0 < s.c; c0 += 16)
+          Product<kMain>(v + (xi * nt + r) * s.k, uxi + c0, m + (xi * nt + r) * s.c + c0, s.k,
+                         s.c, s.c);
+      for (; c0 < s.c; c0 += kTail * kWidth)
         for (int64_t r = 0; r < rows; r += kRows)
-          Product<1>(v + (xi * nt + r) * s.k, uxi + c0, m + (xi * nt + r) * s.c + c0, s.k, s.c, s.c);
+          Product<kTail>(v + (xi * nt + r) * s.k, uxi + c0, m + (xi * nt + r) * s.c + c0, s.k,
+                         s.c, s.c);
     }
     OutputTransform(m, s, t0, count, nt, y);
   });
@@ -219,7 +230,51 @@ ffi::Error ConvImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
   return ffi::Error::Success();
 }
 
+// y of x by the direct convolution, in double, with the filter as the header says.
+std::vector<double> Reference(const std::vector<float>& x, const std::vector<float>& w,
+                              bool transpose, const Geometry& s) {
+  std::vector<double> y(s.n * s.h * s.w * s.c, 0.0);
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t i = 0; i < s.h; ++i)
+      for (int64_t j = 0; j < s.w; ++j)
+        for (int tap = 0; tap < 9; ++tap) {
+          const int64_t ii = i + tap / 3 - 1, jj = j + tap % 3 - 1;
+          if (ii < 0 || ii >= s.h || jj < 0 || jj >= s.w) continue;
+          const float* xq = x.data() + ((n * s.h + ii) * s.w + jj) * s.k;
+          double* yq = y.data() + ((n * s.h + i) * s.w + j) * s.c;
+          for (int64_t k = 0; k < s.k; ++k)
+            for (int64_t c = 0; c < s.c; ++c)
+              yq[c] += double(xq[k]) * (transpose ? w[((8 - tap) * s.c + c) * s.k + k]
+                                                  : w[(tap * s.k + k) * s.c + c]);
+        }
+  return y;
+}
+
+bool SelfTest(char* msg, int len) {
+  // Tiles cut by every border (5 x 7, 1 x 1), the wide register block and the 16-channel one
+  // (80 = 64 + 16 output channels), more tiles than a block (40 samples of 8 x 8), both filters.
+  const Geometry shapes[] = {{2, 5, 7, 32, 80, 2, 2}, {1, 1, 1, 16, 16, 1, 1},
+                             {40, 8, 8, 16, 32, 2, 2}};
+  bntt::Lcg rng(11);
+  for (const Geometry& s : shapes)
+    for (bool transpose : {false, true}) {
+      const auto x = rng.Normalish(s.n * s.h * s.w * s.k), w = rng.Normalish(9 * s.k * s.c);
+      std::vector<float> y(s.n * s.h * s.w * s.c);
+      Convolve(x.data(), w.data(), transpose, y.data(), s);
+      if (!bntt::Close(y, Reference(x, w, transpose, s), 2e-5,
+                       transpose ? "winograd self-test: transpose" : "winograd self-test: forward",
+                       msg, len))
+        return false;
+    }
+  return true;
+}
+
 }  // namespace
+
+// 0 when this build's convolutions equal a direct convolution in double on small problems to
+// 2e-5 of max|y| (build.py runs it once before registering the handler), else 1 with why in msg.
+extern "C" int BnttWinogradSelfTest(char* msg, int len) { return SelfTest(msg, len) ? 0 : 1; }
+extern "C" const char* BnttWinogradIsa() { return simd::kIsa; }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BnttWinogradConv, ConvImpl,
                               ffi::Ffi::Bind()

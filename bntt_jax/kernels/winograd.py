@@ -5,7 +5,8 @@ the output gradient, is), and with the event-driven forwards and weight gradient
 (:mod:`bntt_jax.kernels.sparse_conv`) they were most of a low-rate step's convolution time.
 :func:`input_grad` computes the input gradient of a 'SAME', stride-1 convolution by
 ``w [3, 3, C, D]`` from the output gradient ``g [N, H, W, D]``, and :func:`conv3x3` the
-convolution itself, in C++ (AVX-512, ``winograd.cc``): each 4x4 output tile from the 6x6 input
+convolution itself, in C++ (``winograd.cc``, AVX-512, AVX2 or generic:
+:mod:`bntt_jax.kernels.build`): each 4x4 output tile from the 6x6 input
 tile around it with 36 multiplies per channel pair instead of 144 (Lavin & Gray, CVPR 2016).
 
 It is not the direct convolution's arithmetic: each output is a cancelling sum of transformed
@@ -15,7 +16,7 @@ against XLA's 0.3-9e-7 (``tests/test_winograd.py``, which bounds it at 2e-5). It
 deterministic: each tile is computed whole by one thread.
 
 The kernel is compiled on first use (:mod:`bntt_jax.kernels.build`); :func:`available` says
-whether that worked (Linux, AVX-512, a compiler, one CPU device). Both functions are plain
+whether that worked (Linux, a compiler, a build that passed its self-test, one CPU device). Both functions are plain
 (no ``custom_vjp``): :mod:`bntt_jax.kernels.sparse_conv` calls :func:`input_grad` in its backward.
 """
 from __future__ import annotations
@@ -31,12 +32,18 @@ _TARGET = 'bntt_winograd_conv'
 
 def available() -> bool:
   """Whether the Winograd kernel runs here (built and registered on first call)."""
-  return build.load('winograd', {_TARGET: 'BnttWinogradConv'}, cpu_flags=('avx512f',))[0]
+  return build.load('winograd', {_TARGET: 'BnttWinogradConv'},
+                    self_test='BnttWinogradSelfTest')[0]
 
 
 def unavailable_reason() -> str:
   """Why :func:`available` is False ('' when it is True or was not asked)."""
   return build.reason('winograd')
+
+
+def variant() -> str:
+  """The instruction-set variant it is built as (:func:`bntt_jax.kernels.build.variant`)."""
+  return build.variant()
 
 
 def supports(w_shape, dtype) -> bool:
