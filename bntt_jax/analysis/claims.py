@@ -315,6 +315,32 @@ def _claim_robustness(r: dict) -> dict:
       f'units): {measured}', verdict, {'accuracy': att})
 
 
+def bntt_runs(runs: dict) -> Dict[str, dict]:
+  """Per analysed BNTT run (the subject, its T variants and the ablations): weight decay, T,
+  accuracy, the mean gamma of the first and last fifth of the steps, the gamma rule's exit step
+  and the accuracy there, the fewest steps within ``EXIT_WITHIN`` of all steps, spikes per
+  image and SNN / ANN energy: what moves gamma, and what follows from it."""
+  out = {}
+  for n, run in runs.items():
+    rep = run['report']
+    if rep is None or rep['early_exit'].get('gamma') is None or run['config'] is None:
+      continue
+    ee, e = rep['early_exit'], rep['energy']
+    g = np.asarray(ee['mean_gamma'])
+    fifth = max(1, len(g) // 5)
+    acc_k = ee['accuracy_after_k']
+    out[n] = {'weight_decay': run['config']['train']['weight_decay'], 'timesteps': len(g),
+              'accuracy': _acc(run), 'gamma_first': float(g[:fifth].mean()),
+              'gamma_last': float(g[-fifth:].mean()), 'exit_step': ee['exit_step'],
+              'accuracy_at_exit': ee['accuracy_at_exit'], 'accuracy_all_steps': acc_k[-1],
+              'steps_within': next(k + 1 for k, a in enumerate(acc_k)
+                                   if a >= acc_k[-1] - EXIT_WITHIN),
+              'spikes_per_image': _spikes(run),
+              'snn_over_ann': e['snn_total_pj'] / e['ann_total_pj'],
+              'analysed_examples': rep['accuracy']['num_examples']}
+  return out
+
+
 def build(workdir: str, names: Sequence[str], config: dict, provenance: dict) -> dict:
   """The claims table of the runs ``names`` in ``workdir`` (their files only)."""
   runs = {n: read_run(os.path.join(workdir, n)) for n in names
@@ -339,17 +365,18 @@ def build(workdir: str, names: Sequence[str], config: dict, provenance: dict) ->
                     'train_loss': e['train_loss']} for e in run['epochs']] if run else [],
     }
   return {'provenance': provenance, 'config': config, 'rows': rows, 'runs': table,
-          'workdir': os.path.abspath(workdir), '_runs': runs}
+          'bntt_runs': bntt_runs(runs), 'workdir': os.path.abspath(workdir), '_runs': runs}
 
 
 def _scale(config: dict) -> str:
   d, m, t = config['data'], config['model'], config['train']
   size = f'{d["image_size"]}x{d["image_size"]}' if d.get('image_size') else 'full-size'
   n = f'{d["train_examples"]:,} class-balanced' if d.get('train_examples') else 'all'
+  kwargs = dict(m.get('arch_kwargs') or {})
   return (f'{d["name"]}: {size} images, {n} training images, {t["epochs"]} epochs at batch '
-          f'{t["batch_size"]}; `{m["arch"]}` {dict(m.get("arch_kwargs") or {}) or ""}, '
-          f'T {m["timesteps"]}; SGD lr {t["learning_rate"]} ({t["lr_schedule"]}), momentum '
-          f'{t["momentum"]}, weight decay {t["weight_decay"]}')
+          f'{t["batch_size"]}; `{m["arch"]}`{" " + str(kwargs) if kwargs else ""}, '
+          f'T {m["timesteps"]}; {t["optimizer"]} lr {t["learning_rate"]} ({t["lr_schedule"]}), '
+          f'momentum {t["momentum"]}, weight decay {t["weight_decay"]}')
 
 
 def markdown(result: dict, plot_dir: str) -> str:
@@ -383,7 +410,23 @@ def markdown(result: dict, plot_dir: str) -> str:
             '(one draw, on the config\'s `eval.epoch_examples` subset where set). The '
             'comparators\' analyses (spikes, accuracy after k steps) use a class-balanced '
             'test subset (`--comparator_test_examples`); BNTT\'s use the whole test split.', '',
-            '## Plots', '']
+            '']
+  if result.get('bntt_runs'):
+    lines += ['## The BNTT runs: what moves gamma, and what follows', '',
+              '| run | weight decay | T | accuracy | gamma, first / last fifth of the steps | '
+              'gamma exit step (accuracy there / all steps) | steps within '
+              f'{100 * EXIT_WITHIN:g} pt | spikes / image | SNN / ANN energy |',
+              '|---|---|---|---|---|---|---|---|---|']
+    for n, b in result['bntt_runs'].items():
+      lines.append(
+          f'| {n} | {b["weight_decay"]:g} | {b["timesteps"]} | {_pct(b["accuracy"])} | '
+          f'{b["gamma_first"]:.3f} / {b["gamma_last"]:.3f} | {b["exit_step"]} '
+          f'({_pct(b["accuracy_at_exit"])} / {_pct(b["accuracy_all_steps"])}) | '
+          f'{b["steps_within"]} | {b["spikes_per_image"]:.0f} | {b["snn_over_ann"]:.3f} |')
+    lines += ['', 'Exit, steps and spikes from each run\'s analysis pass (one Poisson draw; '
+              'BNTT at the config\'s T on the whole test split, the others on the comparator '
+              'subset).', '']
+  lines += ['## Plots', '']
   for f, what in PLOTS:
     if os.path.exists(os.path.join(plot_dir, f)):
       lines += [f'![{what}]({rel}/{f})', '', f'*{what}*', '']
