@@ -118,6 +118,11 @@ def check_paths(page: str, root: str = ROOT):
       if not token.startswith(PATH_PREFIXES) or PLACEHOLDER.search(token.replace('../', '', 1)):
         continue
       path = token.split('::')[0]
+      if path.startswith('configs/') and ':' in path:     # configs/X.py:variant
+        error = config_ref_error(path)
+        if error:
+          bad.append(f'path {token}: {error}')
+        continue
       base = os.path.dirname(page) if token.startswith('../') else root
       if not os.path.exists(os.path.join(base, path)):
         bad.append(f'path {token}: not in the repository')
@@ -281,8 +286,23 @@ def check_flag(flag: str, known) -> str:
   if name not in known:
     return f'flag {name}: not defined'
   if name == '--config' and value and not PLACEHOLDER.search(value):
-    if not os.path.exists(os.path.join(ROOT, value)):
-      return f'--config={value}: no such file'
+    return config_ref_error(value)
+  return ''
+
+
+def config_ref_error(value: str) -> str:
+  """'' where ``value`` names a config file, or ``file:variant`` with a variant the file's
+  ``get_config(arg)`` accepts (``smoke``, or a ``name=`` of its ``default_config.variant``
+  call); ``configs/X.py`` is a placeholder."""
+  path, _, variant = value.partition(':')
+  if os.path.basename(path) == 'X.py':
+    return ''
+  if not os.path.exists(os.path.join(ROOT, path)):
+    return f'--config={value}: no such file'
+  if variant and variant != 'smoke':
+    source = open(os.path.join(ROOT, path)).read()
+    if not re.search(r'default_config\.variant\([^)]*\b' + re.escape(variant) + r'=', source):
+      return f'--config={value}: {path} has no variant {variant!r}'
   return ''
 
 
@@ -366,12 +386,16 @@ def test_a_planted_error_of_each_kind_is_caught(tmp_path):
                'flag --work_dir: not defined'),
       'key': ('`python -m bntt_jax.main --config.train.epoch=3`', 'config key train.epoch'),
       'script': ('```bash\npython experiments/nope.py --batch=1\n```', 'no such module'),
+      'variant': ('```bash\npython -m bntt_jax.main --config=configs/cifar10.py:ful\n```',
+                  "configs/cifar10.py has no variant 'ful'"),
+      'variant path': ('`configs/fashion_mnist.py:smok`',
+                       "configs/fashion_mnist.py has no variant 'smok'"),
   }
   for kind, (text, expected) in planted.items():
     page = tmp_path / f'{kind}.md'
     page.write_text(good + '\n' + text + '\n')
     # Resolve relative links and paths against the repository, as the README's are.
     bad = check_links(str(page), str(tmp_path)) if kind in ('link', 'anchor') else []
-    bad += check_paths(str(page)) if kind == 'path' else []
-    bad += check_commands(str(page)) if kind in ('flag', 'key', 'script') else []
+    bad += check_paths(str(page)) if kind in ('path', 'variant path') else []
+    bad += check_commands(str(page)) if kind in ('flag', 'key', 'script', 'variant') else []
     assert any(expected in b for b in bad), (kind, bad)
