@@ -52,13 +52,14 @@ def test_steps_rows_are_kept_up_to_the_resumed_step(tmp_path):
 
 @pytest.fixture(scope='module')
 def logged_run(tmp_path_factory):
-  """digits, BNTT, T 2, 3 epochs of 5 steps, log every 2 steps, output to a file (no TTY)."""
+  """digits, BNTT, T 2, 3 epochs of 5 steps, log every 2 steps, output to a file (no TTY);
+  each epoch evaluated on 100 of the 360 test digits."""
   workdir = tmp_path_factory.mktemp('watch') / 'run'
   log = workdir.parent / 'log.txt'
   cmd = [sys.executable, '-m', 'bntt_jax.main', f'--workdir={workdir}',
          '--config.model.timesteps=2', '--config.train.epochs=3',
          '--config.train.batch_size=256', '--config.train.log_every_steps=2',
-         '--config.eval.num_keys=1']
+         '--config.eval.num_keys=1', '--config.eval.epoch_examples=100']
   with open(log, 'w') as f:
     r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, timeout=600,
                        env=dict(os.environ, BNTT_CPU_RUNTIME='default'))
@@ -74,6 +75,15 @@ def test_a_run_without_a_terminal_logs_every_log_every_steps(logged_run):
   assert steps == [2, 4, 5, 6, 8, 10, 12, 14, 15]
   assert all(f'/15 epoch' in l and ' loss ' in l and ' acc ' in l and ' lr ' in l
              and ' img/s ETA ' in l for l in lines)
+
+
+def test_epochs_evaluate_a_subset_and_the_final_evaluation_the_whole_test_split(logged_run):
+  workdir, _ = logged_run
+  for row in metrics.read_jsonl(str(workdir / 'metrics.jsonl')):
+    assert abs(row['test_accuracy'] * 100 - round(row['test_accuracy'] * 100)) < 1e-9
+  summary = metrics.read_json(str(workdir / 'summary.json'))
+  assert summary['test_examples'] == 360          # digits' whole test split
+  assert summary['num_classes'] == 10 and summary['classes_inferred'] is False
 
 
 def test_steps_jsonl_and_the_event_files_hold_the_same_scalars(logged_run):
