@@ -91,3 +91,26 @@ def check_workdir(workdir: str) -> List[str]:
       notes.append(f'{path} cannot be read ({type(e).__name__}); the run rewrites it when it '
                    'ends')
   return notes
+
+
+def read_summary(workdir: str):
+  """A finished run's ``summary.json``, or ``None`` where the run has none (not finished).
+
+  Raises:
+    DataError: a ``summary.json`` that cannot be read (not JSON, no ``final_test_accuracy``),
+      naming the file and what to do; nothing is replaced.
+  """
+  path = os.path.join(workdir, 'summary.json')
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      summary = json.load(f)
+    summary['final_test_accuracy']   # pylint: disable=pointless-statement
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise DataError(f'run record {path!r} of a finished run cannot be read '
+                    f'({type(e).__name__}): remove it and rerun to rebuild it from the run\'s '
+                    'checkpoint (the run resumes at its last step and evaluates again)'
+                    ) from None
+  return summary
+

@@ -76,19 +76,9 @@ def run_one(config, workdir: str, fgsm_epsilon: float, within: float) -> dict:
   from bntt_jax.analysis import runs as analysis_runs
   from bntt_jax import train
   # pylint: enable=g-import-not-at-top
-  summary_path = os.path.join(workdir, 'summary.json')
   t0 = time.time()
-  if os.path.exists(summary_path):
-    try:
-      with open(summary_path) as f:
-        summary = json.load(f)
-      summary['final_test_accuracy']   # pylint: disable=pointless-statement
-    except (OSError, ValueError, KeyError, TypeError) as e:
-      raise DataError(f'run record {summary_path!r} of a finished run cannot be read '
-                      f'({type(e).__name__}): remove it and rerun to rebuild it from the run\'s '
-                      'checkpoint (the run resumes at its last step and evaluates again)'
-                      ) from None
-  else:
+  summary = records.read_summary(workdir)
+  if summary is None:
     for note in records.check_workdir(workdir):   # its config.json and metrics.jsonl intact
       logging.warning('%s', note)
     summary = train.train_and_evaluate(config, workdir)

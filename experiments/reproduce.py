@@ -24,7 +24,6 @@ some of ``train``, ``analyze`` and ``report``.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -39,9 +38,11 @@ from ml_collections import config_flags
 from bntt_jax import cli
 from bntt_jax import config_lib
 from bntt_jax import errors
+from bntt_jax import metrics as metrics_lib
 from bntt_jax import platform
+from bntt_jax import records
 from bntt_jax.analysis import claims
-from bntt_jax.errors import ConfigError, NonFiniteLossError
+from bntt_jax.errors import ConfigError, DataError, NonFiniteLossError
 
 FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,20 +81,19 @@ def run_config(base: ml_collections.ConfigDict, name: str) -> ml_collections.Con
 def train_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Train (or resume, or reuse) one run; its summary, or ``{'failed': message}``."""
   from bntt_jax import train  # pylint: disable=g-import-not-at-top  (loads JAX)
-  summary_path = os.path.join(workdir, 'summary.json')
+  summary = records.read_summary(workdir)
+  if summary is not None:
+    return summary
   failed_path = os.path.join(workdir, claims.FAILED_FILE)
-  if os.path.exists(summary_path):
-    with open(summary_path) as f:
-      return json.load(f)
   if os.path.exists(failed_path):
-    with open(failed_path) as f:
-      return json.load(f)
+    return metrics_lib.read_json(failed_path)
+  for note in records.check_workdir(workdir):   # its config.json and metrics.jsonl intact
+    logging.warning('%s', note)
   try:
     return train.train_and_evaluate(config, workdir)
   except NonFiniteLossError as e:
     record = {'failed': str(e)}
-    with open(failed_path, 'w') as f:
-      json.dump(record, f)
+    metrics_lib.write_json(failed_path, record)
     return record
 
 
@@ -104,8 +104,10 @@ def analyze(workdir: str, overrides: list) -> dict:
   path = os.path.join(workdir, 'report.json')
   summary = os.path.join(workdir, 'summary.json')
   if os.path.exists(path) and os.path.getmtime(path) >= os.path.getmtime(summary):
-    with open(path) as f:
-      return json.load(f)
+    try:
+      return metrics_lib.read_json(path)
+    except ValueError:   # damaged (a full disk, a kill): rebuilt from the run's checkpoint
+      logging.warning('%s cannot be read: analysing the run again to rebuild it', path)
   report = runs.analyze_run(runs.restore(workdir, overrides))
   analysis.write_report(report, workdir)
   return report
@@ -145,6 +147,13 @@ def main(argv):
   platform.configure_xla()
   platform.set_matmul_precision(base.matmul_precision)
   os.makedirs(workdir, exist_ok=True)
+  try:
+    run_stages(base, names, stages, workdir, out, config_path)
+  except (ConfigError, DataError) as e:   # bad data, a damaged record: one line, exit 2
+    cli.fail(str(e))
+
+
+def run_stages(base, names, stages, workdir: str, out: str, config_path: str) -> None:
   if 'train' in stages:
     for name in names:
       t0 = time.time()
@@ -154,7 +163,7 @@ def main(argv):
   if 'analyze' in stages:
     for name in names:
       w = os.path.join(workdir, name)
-      if os.path.exists(os.path.join(w, 'summary.json')):
+      if records.read_summary(w) is not None:
         t0 = time.time()
         analyze(w, claims.analysis_overrides(name, FLAGS.comparator_test_examples))
         logging.info('analysed %s (%.0f s)', name, time.time() - t0)

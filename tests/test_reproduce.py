@@ -117,3 +117,29 @@ def test_an_unknown_run_is_one_line_and_exit_2(tmp_path):
   assert r.returncode == 2
   assert r.stderr.strip().splitlines()[-1] == (
       'error: run \'bnt\' is not accepted: one of ' + ', '.join(claims.RUNS))
+
+
+def test_a_damaged_record_is_one_line_and_exit_2_and_a_damaged_report_is_rebuilt(reproduced):
+  tmp, out = reproduced
+  base = [sys.executable, os.path.join(ROOT, 'experiments', 'reproduce.py'),
+          '--config=' + os.path.join(ROOT, 'configs', 'digits.py') + ':smoke',
+          '--config.model.timesteps=3', f'--workdir={tmp / "runs"}', '--runs=bntt,none,ann',
+          f'--out={out}', '--comparator_test_examples=8']
+  env = dict(os.environ, PYTHONPATH=ROOT, BNTT_CPU_RUNTIME='default')
+  summary = tmp / 'runs' / 'ann' / 'summary.json'
+  saved = summary.read_text()
+  summary.write_text(saved[:20])               # half written
+  try:
+    r = subprocess.run(base + ['--stages=report'], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: run record '{summary}' cannot")
+    assert summary.read_text() == saved[:20]   # not replaced
+  finally:
+    summary.write_text(saved)
+  report = tmp / 'runs' / 'ann' / 'report.json'
+  report.write_text('{"accur')
+  r = subprocess.run(base + ['--stages=analyze', '--runs=ann'], capture_output=True, text=True,
+                     env=env)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert 'cannot be read: analysing the run again' in r.stderr
+  assert json.loads(report.read_text())['accuracy']['num_examples'] == 8

@@ -18,7 +18,7 @@ import numpy as np
 from bntt_jax import files
 from bntt_jax import metrics as metrics_lib
 from bntt_jax.analysis import plots
-from bntt_jax.errors import ConfigError
+from bntt_jax.errors import ConfigError, DataError
 
 # A run's changes to the recipe (paths into the config). BNTT at the config's T is the
 # claims' subject and keeps the config's Poisson draws; the others evaluate once.
@@ -81,7 +81,14 @@ def read_run(workdir: str) -> dict:
   ``epochs`` (``metrics.jsonl``) and ``steps`` (``steps.jsonl``) rows, ``config``."""
   def load(name):
     path = os.path.join(workdir, name)
-    return metrics_lib.read_json(path) if os.path.exists(path) else None
+    if not os.path.exists(path):
+      return None
+    try:
+      return metrics_lib.read_json(path)
+    except ValueError as e:
+      raise DataError(f'run record {path!r} cannot be read ({type(e).__name__}): rerun '
+                      'experiments/reproduce.py, which rebuilds a report.json or summary.json '
+                      'from the run\'s checkpoint once the damaged file is removed') from None
   return {'summary': load('summary.json'), 'failed': load(FAILED_FILE),
           'report': load('report.json'), 'config': load('config.json'),
           'epochs': metrics_lib.read_jsonl(os.path.join(workdir, 'metrics.jsonl')),
