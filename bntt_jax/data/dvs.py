@@ -434,38 +434,53 @@ class _Preprocessed:
   failed: list            # [(relative path, reason)]
 
 
-def _load_cache(frames_path: str, meta_path: str, key: str, shape_tail: tuple):
+def read_frame_cache(frames_path: str, meta_path: str, key: str, shape_tail: tuple, what: str,
+                     arrays: Sequence[str] = ()):
+  """A frames cache written by :func:`write_frame_cache` for the settings ``key``:
+  ``(frames float32 [M, *shape_tail] memory-mapped, index int64 [M], failed [(path, reason)],
+  {name: array} of ``arrays``)``, or ``None`` (absent, made for other settings, unreadable or
+  of another shape: logged, and the caller rebuilds it). ``what`` names the cache in the log."""
   if not (os.path.exists(frames_path) and os.path.exists(meta_path)):
     return None
   try:
     with np.load(meta_path, allow_pickle=False) as meta:
       if str(meta['key']) != key:
-        _log.warning('DVS cache %s was made for other settings; rebuilding', meta_path)
+        _log.warning('%s cache %s was made for other settings; rebuilding', what, meta_path)
         return None
       index = meta['index'].astype(np.int64)
       failed = list(zip(meta['failed'].tolist(), meta['failed_reasons'].tolist()))
+      extra = {name: meta[name] for name in arrays}
     frames = np.load(frames_path, mmap_mode='r', allow_pickle=False)
   except (OSError, ValueError, KeyError) as e:
-    _log.warning('DVS cache %s cannot be read (%s); rebuilding', meta_path, e)
+    _log.warning('%s cache %s cannot be read (%s); rebuilding', what, meta_path, e)
     return None
   if frames.dtype != np.float32 or frames.shape != (index.size,) + shape_tail:
-    _log.warning('DVS cache %s holds %s %s, not the expected shape; rebuilding', frames_path,
-                 frames.dtype, frames.shape)
+    _log.warning('%s cache %s holds %s %s, not the expected shape; rebuilding', what,
+                 frames_path, frames.dtype, frames.shape)
     return None
-  return _Preprocessed(frames, index, failed)
+  return frames, index, failed, extra
+
+
+def write_frame_cache(frames_path: str, meta_path: str, key: str, frames: np.ndarray,
+                      index: np.ndarray, failed: Sequence, **arrays) -> None:
+  """The frames and their metadata (``key``, ``index``, ``failed``, ``arrays``) as numpy
+  files, each written atomically (no pickle)."""
+  os.makedirs(os.path.dirname(frames_path), exist_ok=True)
+  files.atomic_write(frames_path, lambda f: np.save(f, frames, allow_pickle=False), binary=True)
+  files.atomic_write(meta_path, lambda f: np.savez(
+      f, key=np.asarray(key), index=index, failed=np.asarray([p for p, _ in failed], dtype=str),
+      failed_reasons=np.asarray([r for _, r in failed], dtype=str), **arrays), binary=True)
+
+
+def _load_cache(frames_path: str, meta_path: str, key: str, shape_tail: tuple):
+  cached = read_frame_cache(frames_path, meta_path, key, shape_tail, 'DVS')
+  return None if cached is None else _Preprocessed(*cached[:3])
 
 
 def _save_cache(frames_path: str, meta_path: str, key: str, listing: Listing,
                 pre: _Preprocessed) -> None:
-  os.makedirs(os.path.dirname(frames_path), exist_ok=True)
-  files.atomic_write(frames_path, lambda f: np.save(f, pre.frames, allow_pickle=False),
-                     binary=True)
-  failed = [f for f, _ in pre.failed]
-  reasons = [r for _, r in pre.failed]
-  files.atomic_write(meta_path, lambda f: np.savez(
-      f, key=np.asarray(key), index=pre.index, labels=listing.labels[pre.index],
-      classes=np.asarray(listing.classes), failed=np.asarray(failed, dtype=str),
-      failed_reasons=np.asarray(reasons, dtype=str)), binary=True)
+  write_frame_cache(frames_path, meta_path, key, pre.frames, pre.index, pre.failed,
+                    labels=listing.labels[pre.index], classes=np.asarray(listing.classes))
 
 
 def _preprocess(listing: Listing, timesteps: int, size: int, split_by: str, on_error: str,

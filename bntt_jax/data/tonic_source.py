@@ -429,35 +429,17 @@ def _cache_paths(cache_dir: str, name: str, key: str) -> Tuple[str, str]:
 
 
 def _load_cache(frames_path: str, meta_path: str, key: str, shape_tail: tuple):
-  if not (os.path.exists(frames_path) and os.path.exists(meta_path)):
+  cached = dvs.read_frame_cache(frames_path, meta_path, key, shape_tail, 'tonic',
+                                arrays=('labels',))
+  if cached is None:
     return None
-  try:
-    with np.load(meta_path, allow_pickle=False) as meta:
-      if str(meta['key']) != key:
-        _log.warning('tonic cache %s was made for other settings; rebuilding', meta_path)
-        return None
-      labels = meta['labels'].astype(np.int32)
-      index = meta['index'].astype(np.int64)
-      failed = list(zip(meta['failed'].tolist(), meta['failed_reasons'].tolist()))
-    frames = np.load(frames_path, mmap_mode='r', allow_pickle=False)
-  except (OSError, ValueError, KeyError) as e:
-    _log.warning('tonic cache %s cannot be read (%s); rebuilding', meta_path, e)
-    return None
-  if frames.dtype != np.float32 or frames.shape != (labels.size,) + shape_tail:
-    _log.warning('tonic cache %s holds %s %s, not the expected shape; rebuilding', frames_path,
-                 frames.dtype, frames.shape)
-    return None
-  return _Split(frames, labels, index, failed)
+  frames, index, failed, extra = cached
+  return _Split(frames, extra['labels'].astype(np.int32), index, failed)
 
 
 def _save_cache(frames_path: str, meta_path: str, key: str, split: _Split) -> None:
-  os.makedirs(os.path.dirname(frames_path), exist_ok=True)
-  files.atomic_write(frames_path, lambda f: np.save(f, split.frames, allow_pickle=False),
-                     binary=True)
-  files.atomic_write(meta_path, lambda f: np.savez(
-      f, key=np.asarray(key), labels=split.labels, index=split.index,
-      failed=np.asarray([s for s, _ in split.failed], dtype=str),
-      failed_reasons=np.asarray([r for _, r in split.failed], dtype=str)), binary=True)
+  dvs.write_frame_cache(frames_path, meta_path, key, split.frames, split.index, split.failed,
+                        labels=split.labels)
 
 
 def _preprocess(ds, name: str, settings: dict, on_error: str) -> _Split:
