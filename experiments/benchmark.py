@@ -42,6 +42,11 @@ that layer fires at R (:func:`bntt_jax.analysis.calibration.calibrate_gammas`, p
 distributions. Ours reports the rates of its timed steps, each peer those of
 one untimed pass after its timed steps.
 
+``--kernel-isa=avx512,avx2`` runs ours once per variant of the CPU kernels
+(``$BNTT_KERNEL_ISA``, :mod:`bntt_jax.kernels.build`), each in the alternation and with its
+own ratio lines (``kernel_isa``): on an AVX-512 host the AVX2 build, which holds no AVX-512
+instruction, times what an AVX2-only CPU runs (the peers' libraries still use AVX-512 there).
+
 A training step here is what ``bntt_jax.train`` does: forward, backward,
 SGD-momentum update, running-statistics update, on random inputs uniform in
 [-1, 1] (the peers' input), random labels.
@@ -57,6 +62,7 @@ import time
 
 from bntt_jax import timing
 from bntt_jax.analysis.calibration import calibrate_gammas, layer_rates, with_gammas
+from bntt_jax.kernels import build
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -273,6 +279,12 @@ def strongest_record(ratios: list) -> dict | None:
               peers_compared=[r['ratio'].split('/')[1] for r in ratios])
 
 
+def kernel_isa_env(env: dict, isa: str) -> dict:
+  """``env`` for one of our runs with ``--kernel-isa=isa``: ``$BNTT_KERNEL_ISA`` set to it, or
+  left as it is for 'auto'."""
+  return env if isa == 'auto' else dict(env, **{build.ENV: isa})
+
+
 def emit(rec) -> None:
   """Print a record as one JSON line (nothing for a failed run's None)."""
   if rec is not None:
@@ -306,6 +318,10 @@ def main(argv=None) -> int:
   p.add_argument('--remat', default='false', help='comma-separated: false, true')
   p.add_argument('--sparse-conv', default='auto',
                  help='comma-separated: auto (event-driven convolutions where possible), off')
+  p.add_argument('--kernel-isa', default='auto',
+                 help='comma-separated: the CPU kernels\' variant for our runs (auto, avx512, '
+                 'avx2, generic: $BNTT_KERNEL_ISA); e.g. avx512,avx2 on an AVX-512 host times '
+                 'the AVX2 build beside it, alternating with the peers')
   p.add_argument('--lif-kernel', default='auto',
                  help='comma-separated: auto (the layer schedule\'s LIF in one CPU kernel), off')
   p.add_argument('--spike-rate', default='untrained',
@@ -344,10 +360,14 @@ def main(argv=None) -> int:
                                  ('precision', args.precision, ('float32', 'bfloat16')),
                                  ('sparse-conv', args.sparse_conv, ('auto', 'off')),
                                  ('lif-kernel', args.lif_kernel, ('auto', 'off')),
+                                 ('kernel-isa', args.kernel_isa, ('auto',) + build.VARIANTS),
                                  ('peer', args.peer, tuple(PEERS))):
     for v in split(values):
       if v not in accepted:
         p.error(f'{name} {v!r} is not one of {", ".join(accepted)}')
+  for v in split(args.kernel_isa):
+    if v != 'auto' and build.missing(v):
+      p.error(f'kernel-isa {v!r}: this CPU has no {", ".join(build.missing(v))}')
   try:
     rates = _rates(args.spike_rate)
   except ValueError as e:
@@ -358,8 +378,9 @@ def main(argv=None) -> int:
   env = platform.cpu_tunables_env(
       dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', '')))
   me = [sys.executable, os.path.abspath(__file__)]
-  configs = [(s, r, c, k) for s in split(args.schedule) for r in split(args.remat)
-             for c in split(args.sparse_conv) for k in split(args.lif_kernel)]
+  configs = [(s, r, c, k, i) for s in split(args.schedule) for r in split(args.remat)
+             for c in split(args.sparse_conv) for k in split(args.lif_kernel)
+             for i in split(args.kernel_isa)]
   for b in split(args.batch):
     for t in split(args.timesteps):
       for rate in rates:
@@ -385,21 +406,22 @@ def main(argv=None) -> int:
                                                   gammas), env)
               peer_recs[q].append(rec and dict(rec, **labels))
               emit(peer_recs[q][-1])
-            for sched, remat, sparse, lif in configs:
+            for sched, remat, sparse, lif, isa in configs:
               cmd = me + ['--one', f'--batch={b}', f'--timesteps={t}', f'--schedule={sched}',
                           f'--precision={prec}', f'--remat={remat}', f'--sparse-conv={sparse}',
                           f'--lif-kernel={lif}', f'--steps={args.steps}'] + gamma_arg
               if args.no_matmul_peak:
                 cmd.append('--no-matmul-peak')
-              rec = _subprocess_json(cmd, env)
-              ours[sched, remat, sparse, lif].append(rec and dict(rec, **labels))
-              emit(ours[sched, remat, sparse, lif][-1])
-          for (sched, remat, sparse, lif), recs in ours.items():
+              rec = _subprocess_json(cmd, kernel_isa_env(env, isa))
+              ours[sched, remat, sparse, lif, isa].append(rec and dict(rec, **labels))
+              emit(ours[sched, remat, sparse, lif, isa][-1])
+          for (sched, remat, sparse, lif, isa), recs in ours.items():
             if not any(recs):
               continue
             lines = [ratio_record(recs, peer_recs[q], batch=int(b), timesteps=int(t),
                                   **labels, schedule=sched, precision=prec,
-                                  remat=remat == 'true', sparse_conv=sparse, lif_kernel=lif)
+                                  remat=remat == 'true', sparse_conv=sparse, lif_kernel=lif,
+                                  kernel_isa=isa)
                      for q in peers if any(peer_recs[q])]
             for line in lines:
               emit(line)

@@ -53,8 +53,21 @@ def test_repeats_below_one_is_refused(capsys):
 
 def test_a_bad_choice_is_refused_by_name(capsys):
   for arg, message in (('--schedule=scan', "schedule 'scan' is not one of layer, step"),
-                       ('--sparse-conv=on', "sparse-conv 'on' is not one of auto, off")):
+                       ('--sparse-conv=on', "sparse-conv 'on' is not one of auto, off"),
+                       ('--kernel-isa=sse', "kernel-isa 'sse' is not one of auto, avx512, avx2, "
+                                            "generic")):
     assert message in _refused(capsys, arg)
+
+
+def test_kernel_isa_sets_the_variant_of_our_runs_only(monkeypatch, capsys):
+  """--kernel-isa=avx512,avx2 runs ours once per variant ($BNTT_KERNEL_ISA in the child's
+  environment; 'auto' leaves it as it is); a variant this CPU lacks is refused by name."""
+  env = {'PATH': '/bin', 'BNTT_KERNEL_ISA': 'generic'}
+  assert benchmark.kernel_isa_env(env, 'avx2') == {'PATH': '/bin', 'BNTT_KERNEL_ISA': 'avx2'}
+  assert benchmark.kernel_isa_env(env, 'auto') is env
+  monkeypatch.setattr(benchmark.build, 'cpu_flags', lambda: frozenset({'avx', 'avx2', 'fma'}))
+  assert "kernel-isa 'avx512': this CPU has no avx512f" in _refused(capsys,
+                                                                    '--kernel-isa=avx2,avx512')
 
 
 def test_strongest_is_the_peer_with_the_highest_median():

@@ -55,6 +55,29 @@ def test_forward_and_gradients_equal_dense_convolution(shape, density, values, i
   np.testing.assert_allclose(dx_s, dx_d, rtol=0, atol=scale(dx_d))
 
 
+@pytest.mark.parametrize('n', [7, 320])
+def test_weight_gradient_over_groups_of_small_samples_equals_dense(n, isa):
+  """The weight gradient sums a small image's nonzeros over a group of samples at a time
+  (sparse_conv.cc, ChannelLists): at 3 % ones a 4x4 sample has under one nonzero per channel,
+  so a group takes samples until the byte bound (28 such samples at 64 output channels) or its
+  chunk's end (n 7: chunks of one sample; n 320: chunks of 40, groups cut by the bound).
+  Spikes in even samples, other values in odd ones and no nonzero in every fifth: a group's
+  lists mix binary and valued samples."""
+  del isa
+  _needs_kernels()
+  rng = np.random.default_rng(5)
+  on = rng.random((n, 4, 4, 16)) < 0.03
+  value = np.where(np.arange(n)[:, None, None, None] % 2 == 0, 1.0,
+                   rng.choice([0.25, 0.5, -1.0], on.shape))
+  x = jnp.asarray(on * value * (np.arange(n) % 5 != 4)[:, None, None, None], jnp.float32)
+  w = jnp.asarray(rng.standard_normal((3, 3, 16, 64)), jnp.float32)
+  g = jnp.asarray(rng.standard_normal((n, 4, 4, 64)), jnp.float32)
+  dw_s = jax.jit(lambda x, w, g: jax.vjp(sparse_conv.conv3x3, x, w)[1](g)[1])(x, w, g)
+  dw_d = jax.vjp(sparse_conv.dense_conv3x3, x, w)[1](g)[1]
+  np.testing.assert_allclose(dw_s, dw_d, rtol=0,
+                             atol=1e-5 * max(1.0, float(jnp.max(jnp.abs(dw_d)))))
+
+
 @pytest.mark.parametrize('density', [0.05, 0.9])   # below and above max_density: both branches
 @pytest.mark.parametrize('values', [(1.0,), (0.25, 0.5, 0.75, 1.0)])   # spikes, pooled spikes
 def test_density_switched_convolution_equals_dense(density, values, isa):
