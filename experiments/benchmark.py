@@ -285,6 +285,26 @@ def kernel_isa_env(env: dict, isa: str) -> dict:
   return env if isa == 'auto' else dict(env, **{build.ENV: isa})
 
 
+# --cpu-isa=avx2: what each side's libraries read to stay within AVX2 on an AVX-512 CPU.
+AVX2_OURS = {build.ENV: 'avx2'}                  # our kernels' avx2 variant
+AVX2_XLA_FLAG = '--xla_cpu_max_isa=AVX2'         # XLA:CPU's own code generation
+AVX2_PEERS = {'ATEN_CPU_CAPABILITY': 'avx2',     # PyTorch's kernels and torch.compile's code
+              'ONEDNN_MAX_CPU_ISA': 'AVX2',      # its convolutions (oneDNN)
+              'MKL_ENABLE_INSTRUCTIONS': 'AVX2'}  # its matrix products (MKL)
+
+
+def cpu_isa_env(env: dict, cpu_isa: str) -> tuple:
+  """``(ours, peers')`` environments for ``--cpu-isa``: ``env`` for both where 'native';
+  for 'avx2' each side limited to AVX2 and FMA as its libraries allow (:data:`AVX2_OURS`,
+  :data:`AVX2_XLA_FLAG`, :data:`AVX2_PEERS`), so that an AVX-512 host times what an AVX2-only
+  CPU of its clock and caches would. Not limited: the matrix-product and convolution
+  libraries XLA calls (YNNPACK: conv1's and the dense layers' work) choose their own."""
+  if cpu_isa == 'native':
+    return env, env
+  flags = ' '.join([env.get('XLA_FLAGS', ''), AVX2_XLA_FLAG]).strip()
+  return dict(env, **AVX2_OURS, XLA_FLAGS=flags), dict(env, **AVX2_PEERS)
+
+
 def emit(rec) -> None:
   """Print a record as one JSON line (nothing for a failed run's None)."""
   if rec is not None:
@@ -322,6 +342,9 @@ def main(argv=None) -> int:
                  help='comma-separated: the CPU kernels\' variant for our runs (auto, avx512, '
                  'avx2, generic: $BNTT_KERNEL_ISA); e.g. avx512,avx2 on an AVX-512 host times '
                  'the AVX2 build beside it, alternating with the peers')
+  p.add_argument('--cpu-isa', default='native', choices=('native', 'avx2'),
+                 help='avx2: time as on a CPU without AVX-512, ours and the peers alike '
+                 '(cpu_isa_env)')
   p.add_argument('--lif-kernel', default='auto',
                  help='comma-separated: auto (the layer schedule\'s LIF in one CPU kernel), off')
   p.add_argument('--spike-rate', default='untrained',
@@ -365,6 +388,11 @@ def main(argv=None) -> int:
     for v in split(values):
       if v not in accepted:
         p.error(f'{name} {v!r} is not one of {", ".join(accepted)}')
+  if args.cpu_isa == 'avx2':
+    if set(split(args.kernel_isa)) - {'auto', 'avx2'}:
+      p.error(f'--cpu-isa=avx2 runs our avx2 kernels: --kernel-isa={args.kernel_isa} is not '
+              'accepted with it')
+    args.kernel_isa = 'avx2'
   for v in split(args.kernel_isa):
     if v != 'auto' and build.missing(v):
       p.error(f'kernel-isa {v!r}: this CPU has no {", ".join(build.missing(v))}')
@@ -377,6 +405,8 @@ def main(argv=None) -> int:
   # Our runs get the huge-page tunable that `python -m bntt_jax.main` uses (bntt_jax.platform).
   env = platform.cpu_tunables_env(
       dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', '')))
+  env, peer_env = cpu_isa_env(env, args.cpu_isa)
+  labels_isa = {} if args.cpu_isa == 'native' else {'cpu_isa': args.cpu_isa}
   me = [sys.executable, os.path.abspath(__file__)]
   configs = [(s, r, c, k, i) for s in split(args.schedule) for r in split(args.remat)
              for c in split(args.sparse_conv) for k in split(args.lif_kernel)
@@ -393,7 +423,7 @@ def main(argv=None) -> int:
           emit(cal)
           gammas = cal['gamma']
         gamma_arg = ['--gamma=' + ','.join(map(str, gammas))] if gammas else []
-        labels = {'spike_rate': 'untrained' if rate is None else rate}
+        labels = {'spike_rate': 'untrained' if rate is None else rate, **labels_isa}
         for prec in split(args.precision):
           # The peers and ours alternate, repeat after repeat, so that a slow spell of the
           # machine falls on all; the ratio lines compare their medians.
@@ -403,7 +433,7 @@ def main(argv=None) -> int:
               # Same environment (huge-page tunable included); float32 (TF32 off) for our
               # float32 rows, torch.autocast for our bfloat16 rows; the same gammas.
               rec = _subprocess_json(peer_command(args.peer_python, q, b, t, args.steps, prec,
-                                                  gammas), env)
+                                                  gammas), peer_env)
               peer_recs[q].append(rec and dict(rec, **labels))
               emit(peer_recs[q][-1])
             for sched, remat, sparse, lif, isa in configs:

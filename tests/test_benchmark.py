@@ -1,5 +1,7 @@
 """experiments/benchmark.py's comparison line (the timings themselves are a benchmark), and
 the calibration of spike rates it times at (:mod:`bntt_jax.analysis.calibration`)."""
+import json
+
 import pytest
 
 from bntt_jax.analysis import calibration
@@ -128,3 +130,69 @@ def test_calibrated_gammas_make_every_layer_fire_at_the_target():
   assert gammas.shape == rates.shape == (8,)
   np.testing.assert_allclose(rates, 0.05, atol=0.005)
   assert (gammas < 1).all()      # fewer spikes than at the initial gamma 1
+
+
+def test_table_rows_take_medians_the_strongest_peer_and_each_repeats_ratio(tmp_path):
+  """experiments/benchmark_table.py: one row per batch, rate and variant of ours, from the
+  records alone (ratio and calibration lines are ignored)."""
+  from experiments import benchmark_table  # pylint: disable=g-import-not-at-top
+  def ours(v, img, peak, lo, hi):
+    return {'impl': 'bntt_jax', 'batch': 16, 'spike_rate': 0.05, 'img_per_s': img,
+            'peak_mem_mb': peak, 'winograd': f'kernel ({v})', 'spike_rate_timed_range': [lo, hi]}
+  def peer(name, img, peak):
+    return {'peer': name, 'batch': 16, 'spike_rate': 0.05, 'img_per_s': img, 'peak_mem_mb': peak}
+  recs = [{'calibration': 0.05, 'gamma': [0.5]},
+          peer('snntorch', 3.0, 2400), peer('torch-multistep-eager', 2.0, 1800),
+          ours('avx512', 12.0, 1300, 0.046, 0.05), ours('avx2', 9.0, 1310, 0.047, 0.051),
+          peer('snntorch', 4.0, 2500), peer('torch-multistep-eager', 2.2, 1700),
+          ours('avx512', 10.0, 1290, 0.045, 0.05), ours('avx2', 10.0, 1320, 0.046, 0.05),
+          {'ratio': 'bntt_jax/snntorch', 'batch': 16, 'spike_rate': 0.05, 'img_per_s': 99.0},
+          {'impl': 'bntt_jax', 'batch': 16, 'spike_rate': 'untrained', 'img_per_s': 5.0,
+           'peak_mem_mb': 1400, 'winograd': 'xla (not a Linux CPU backend)'}]
+  path = tmp_path / 'run.jsonl'
+  path.write_text('\n'.join(json.dumps(r) for r in recs) + '\nbenchmark: a log line\n')
+  table = benchmark_table.rows(benchmark_table.read(str(path)))
+  assert [(r['spike_rate'], r['variant']) for r in table] == [
+      ('untrained', 'xla'), (0.05, 'avx512'), (0.05, 'avx2')]
+  avx512, avx2 = table[1], table[2]
+  assert avx512['strongest'] == 'snntorch' and avx512['peers'] == {
+      'snntorch': 3.5, 'torch-multistep-eager': 2.1}
+  assert avx512['img_per_s'] == 11.0 and avx512['ratio'] == pytest.approx(11.0 / 3.5)
+  assert avx512['ratio_per_repeat'] == pytest.approx([4.0, 2.5])
+  assert avx2['ratio_per_repeat'] == pytest.approx([3.0, 2.5])
+  assert (avx2['peak_mem_mb'], avx2['strongest_peak_mem_mb']) == (1320, 2500)
+  assert avx2['timed_range'] == [0.046, 0.051]
+  assert table[0]['strongest'] is None   # no peer ran untrained
+  text = benchmark_table.markdown(table)
+  assert '| 16 | 5 % (4.6-5.1 %) | avx2 | 9.50 | 3.50 | 2.10 | **2.71x** (3.00, 2.50; snntorch) ' \
+         '| 1320 | 2500 |' in text
+
+
+def test_table_of_a_file_without_records_is_one_line_error(tmp_path, capsys):
+  from experiments import benchmark_table  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'run.jsonl'
+  path.write_text('benchmark: failed\n')
+  assert benchmark_table.main([str(path)]) == 2
+  assert capsys.readouterr().err == (f'error: {path}: no benchmark record (JSON lines of '
+                                     'experiments/benchmark.py) in it\n')
+  assert benchmark_table.main([str(tmp_path / 'none.jsonl')]) == 2
+  assert 'none.jsonl: cannot be read' in capsys.readouterr().err
+
+
+def test_cpu_isa_avx2_limits_ours_and_the_peers(capsys):
+  """--cpu-isa=avx2: our kernels' avx2 variant and XLA's AVX2 code generation (the user's XLA
+  flags kept), the peers' PyTorch, oneDNN and MKL at AVX2; 'native' changes nothing."""
+  env = {'PATH': '/bin', 'XLA_FLAGS': '--xla_dump_to=/tmp/x'}
+  assert benchmark.cpu_isa_env(env, 'native') == (env, env)
+  ours, peers = benchmark.cpu_isa_env(env, 'avx2')
+  assert ours == {'PATH': '/bin', 'BNTT_KERNEL_ISA': 'avx2',
+                  'XLA_FLAGS': '--xla_dump_to=/tmp/x --xla_cpu_max_isa=AVX2'}
+  assert peers == {'PATH': '/bin', 'XLA_FLAGS': '--xla_dump_to=/tmp/x',
+                   'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2',
+                   'MKL_ENABLE_INSTRUCTIONS': 'AVX2'}
+  try:
+    benchmark.main(['--cpu-isa=avx2', '--kernel-isa=avx512,avx2'])
+  except SystemExit as e:
+    assert e.code == 2
+  assert '--cpu-isa=avx2 runs our avx2 kernels: --kernel-isa=avx512,avx2 is not accepted' in (
+      capsys.readouterr().err)
