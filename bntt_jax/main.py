@@ -52,6 +52,7 @@ def main(argv):
     cli.fail(f'argument {argv[1]!r} is not accepted: flags only (--config=..., --workdir=...)')
   config = FLAGS.config
   workdir = FLAGS.workdir or _default_workdir(config_flags.get_config_filename(FLAGS['config']))
+  existed = os.path.exists(workdir)
   try:
     notes = records.check_workdir(workdir)   # before anything reads or writes it
   except (ConfigError, DataError) as e:
@@ -92,6 +93,8 @@ def main(argv):
   try:
     train.train_and_evaluate(config, workdir)
   except (ConfigError, DataError) as e:
+    if not existed and sharding.is_main_process():   # made by a run stopped before it began
+      records.remove_unused(workdir)
     cli.fail(str(e))
   except (NonFiniteLossError, CheckpointError) as e:
     cli.fail(str(e), code=1)

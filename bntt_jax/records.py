@@ -16,6 +16,19 @@ from bntt_jax import config_lib
 from bntt_jax.errors import ConfigError, DataError
 
 _A_RUN = 'a run directory (python -m bntt_jax.main --workdir=DIR writes one)'
+LOCK_NAME = '.lock'   # bntt_jax.runlock's (which imports JAX)
+# What bntt_jax writes in a workdir (training, python -m bntt_jax.analyze, experiments/
+# reproduce.py): a directory holding anything else and no config.json is not a run's.
+RUN_ENTRIES = frozenset({'config.json', 'metrics.jsonl', 'steps.jsonl', 'summary.json',
+                         'checkpoints', 'checkpoints_damaged', LOCK_NAME, 'report.json',
+                         'report.md', 'plots', 'failed.json'})
+EVENTS_PREFIX = 'events.out.tfevents.'
+
+
+def foreign_entries(workdir: str) -> List[str]:
+  """The entries of the directory ``workdir`` that no bntt_jax run writes (sorted)."""
+  return sorted(n for n in os.listdir(workdir)
+                if n not in RUN_ENTRIES and not n.startswith(EVENTS_PREFIX))
 
 
 def check_run(workdir: str) -> str:
@@ -49,7 +62,9 @@ def check_workdir(workdir: str) -> List[str]:
   rewritten when the run ends).
 
   Raises:
-    ConfigError: ``workdir`` is a file, or cannot be created or written.
+    ConfigError: ``workdir`` is a file, cannot be created or written, or is a directory that
+      holds no ``config.json`` and files or directories that no run writes (a directory of
+      the user's: a run there would write beside them; :data:`RUN_ENTRIES`).
     DataError: a damaged ``config.json`` (the config the run was trained under), or a
       ``metrics.jsonl`` line before its last that is not JSON (its last line may be cut by a
       kill; the run drops it). Nothing is replaced: the line names the file and what to do.
@@ -66,6 +81,13 @@ def check_workdir(workdir: str) -> List[str]:
                       'not writable)')
   notes = []
   path = os.path.join(workdir, 'config.json')
+  if os.path.isdir(workdir) and not os.path.exists(path):
+    others = foreign_entries(workdir)
+    if others:
+      shown = ', '.join(repr(n) for n in others[:3]) + (', ...' if len(others) > 3 else '')
+      raise ConfigError('workdir', workdir, f'a new or empty directory, or a run\'s (it holds '
+                        f'no config.json and {len(others)} '
+                        f'{"entry" if len(others) == 1 else "entries"} no run writes: {shown})')
   if os.path.exists(path):
     config_lib.read_run_record(
         path, 'restore it from a copy, or move it away to resume under this command\'s config '
@@ -91,6 +113,24 @@ def check_workdir(workdir: str) -> List[str]:
       notes.append(f'{path} cannot be read ({type(e).__name__}); the run rewrites it when it '
                    'ends')
   return notes
+
+
+def remove_unused(workdir: str) -> None:
+  """Remove ``workdir`` where a run that stopped before its first record (e.g. at its data)
+  left only what it made to start: its lock file and empty directories. A file anywhere else
+  in it (a ``config.json``, a checkpoint) keeps it; so does anything that cannot be removed."""
+  if not os.path.isdir(workdir):
+    return
+  for root, _, names in os.walk(workdir):
+    if any(root != workdir or n != LOCK_NAME for n in names):
+      return
+  try:
+    if os.path.exists(os.path.join(workdir, LOCK_NAME)):
+      os.remove(os.path.join(workdir, LOCK_NAME))
+    for root, _, _ in os.walk(workdir, topdown=False):
+      os.rmdir(root)
+  except OSError:   # e.g. a link to a directory, or another process writing there now
+    pass
 
 
 def read_summary(workdir: str):

@@ -174,21 +174,18 @@ def place(tmp_path_factory):
   return p
 
 
-def _no_files(snapshot):
-  return snapshot is None or all(k.endswith('/') for k in snapshot)
-
-
 def _run_row(cmd, args, place, new, env=None, timeout=300):
   """The row's subprocess; asserts that every directory of ``place`` it names is unchanged
-  and that the new workdir ``new``, if made at all, holds no file (a run stopped by its data
-  may leave the empty directories it made before reading them)."""
+  and that the new workdir ``new`` is not there (a run stopped by its data removes the
+  empty directories and the lock it made before reading them; before 7afcca0's successor it
+  left them: the idx_* rows' workdirs held checkpoints/ and .lock)."""
   args = [a.format(**place, new=new) for a in args]
   watched = [place[k] for k in place if any(place[k] in a for a in args)]
   before = {w: _snapshot(w) for w in watched}
   r = subprocess.run(cmd + args, cwd=ROOT, env=env or _env(), capture_output=True, text=True,
                      timeout=timeout)
   changed = [w for w in watched if _snapshot(w) != before[w]]
-  if not _no_files(_snapshot(new)):
+  if os.path.exists(new):
     changed.append(new)
   return r, changed
 
@@ -273,6 +270,10 @@ MAIN = [
     ('damaged_metrics_line', ['--workdir={damaged_metrics}'],
      "metrics.jsonl' line 1 of 2 cannot be read"),
     ('workdir_is_a_file', ['--workdir={a_file}'], 'a directory for the run (it is a file)'),
+    # Before: accepted, the run's files written beside the user's.
+    ('workdir_of_other_files', ['--workdir={foreign}'],
+     "a new or empty directory, or a run's (it holds no config.json and 1 entry no run "
+     "writes: 'notes.txt')"),
     ('workdir_under_a_file', ['--workdir={a_file}/run'], 'a_file is a file)'),
     ('idx_label_outside_classes', IDX_RUN + ['--config.data.dir={idx_label_11}'],
      'label 11 is not accepted (1 of 40 labels lie outside 0..9): mnist has 10 classes'),
