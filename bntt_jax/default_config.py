@@ -152,14 +152,16 @@ def smoke(config: ml_collections.ConfigDict, batch_size: int = 4, steps: int = 2
 
 def variant(config: ml_collections.ConfigDict, arg, **variants) -> ml_collections.ConfigDict:
   """The variant ``arg`` of a config file's ``get_config(arg)`` (ml_collections' convention:
-  ``--config=configs/X.py:arg``): none for the config as it is, ``smoke`` (:func:`smoke`), or
-  one of the file's own ``variants`` (name -> function of the config)."""
+  ``--config=configs/X.py:arg``): none for the config as it is, one of the file's own
+  ``variants`` (name -> function of the config), or ``smoke`` (:func:`smoke`) where the file
+  has no ``smoke`` of its own (the event-data configs, whose smoke runs read a few fixture
+  files, do)."""
   if not arg:
     return config
+  if arg in variants:
+    return variants[arg](config)
   if arg == 'smoke':
     return smoke(config)
-  if arg not in variants:
-    raise ConfigError('config variant', arg,
-                      'one of ' + ', '.join(['smoke'] + sorted(variants)) + ' (or none)')
-  return variants[arg](config)
+  raise ConfigError('config variant', arg,
+                    'one of ' + ', '.join(sorted({'smoke', *variants})) + ' (or none)')
 

@@ -82,11 +82,7 @@ def get_config(arg=None):
 
   config.eval.batch_size = 132
   config.eval.num_keys = 1
-  if arg == 'smoke':
-    _smoke(config)
-  elif arg not in (None, ''):
-    raise ValueError(f'configs/dvs_gesture.py argument {arg!r} is not accepted: smoke or none')
-  return config
+  return default_config.variant(config, arg, smoke=_smoke)
 
 
 def _smoke(config):
@@ -98,3 +94,4 @@ def _smoke(config):
   config.train.batch_size = 4
   config.train.checkpoint_every_steps = 0
   config.eval.batch_size = 11
+  return config

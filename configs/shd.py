@@ -76,11 +76,7 @@ def get_config(arg=None):
 
   config.eval.batch_size = 512
   config.eval.num_keys = 1         # frames are deterministic: no Poisson draws
-  if arg == 'smoke':
-    _smoke(config)
-  elif arg not in (None, ''):
-    raise ValueError(f'configs/shd.py argument {arg!r} is not accepted: smoke or none')
-  return config
+  return default_config.variant(config, arg, smoke=_smoke)
 
 
 def _smoke(config):
@@ -93,3 +89,4 @@ def _smoke(config):
   config.train.batch_size = 8
   config.train.checkpoint_every_steps = 0
   config.eval.batch_size = 10
+  return config

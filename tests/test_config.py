@@ -261,3 +261,17 @@ def test_main_and_analyze_read_an_override_the_same(override):
   assert a[key] == b[key] and type(a[key]) is type(b[key]), (a[key], b[key])
   assert a[key] != config_lib._flat(config_lib._plain(default_config.get_config()))[key]
   assert a == b
+
+
+def test_a_config_files_own_smoke_replaces_the_default_one():
+  """default_config.variant: a file's own ``smoke`` (the event-data configs': a few fixture
+  files) is used instead of default_config.smoke; other names are listed in the error. Before,
+  the tonic configs parsed their argument themselves, with another message."""
+  own = lambda c: (c.train.__setitem__('epochs', 7), c)[1]
+  got = default_config.variant(default_config.get_config(), 'smoke', smoke=own)
+  assert got.train.epochs == 7 and got.train.batch_size == default_config.get_config(
+  ).train.batch_size
+  assert default_config.variant(default_config.get_config(), 'smoke').train.batch_size == 4
+  with pytest.raises(ValueError, match=r"config variant 'x' is not accepted: one of full, "
+                     r"smoke \(or none\)"):
+    default_config.variant(default_config.get_config(), 'x', full=own)
