@@ -21,6 +21,8 @@ import kernel_fixtures
 from kernel_fixtures import isa  # pylint: disable=unused-import  (the fixture)
 import step_fixtures
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def _needs_kernels():
   kernel_fixtures.needs(sparse_conv)
@@ -292,3 +294,26 @@ def test_generic_variant_builds_for_aarch64_and_passes_its_self_tests_there(tmp_
                   '-lpthread'], check=True, capture_output=True)
   r = subprocess.run(['qemu-aarch64', str(exe)], capture_output=True, text=True, check=False)
   assert (r.returncode, r.stdout) == (0, '0 0  \n'), r.stdout + r.stderr
+
+
+@pytest.mark.full
+@pytest.mark.parametrize('source,define', [('sparse_conv', []), ('winograd', ['-DWINOGRAD'])])
+def test_kernels_alone_benchmark_builds_and_times_every_layer(source, define, tmp_path):
+  """experiments/kernels_alone.cc, built as its header says (the variant build.py picks here),
+  on 2 samples: one line per VGG9 layer and a total naming the variant."""
+  variant = build.variant()
+  flags = [f for f in build.compile_flags(variant) if f not in ('-shared', '-fPIC')]
+  exe = tmp_path / source
+  r = subprocess.run(['g++', *flags, '-I', os.path.dirname(build.source(source)),
+                      f'-DKERNEL_SOURCE="{source}.cc"', *define,
+                      os.path.join(ROOT, 'experiments', 'kernels_alone.cc'), '-o', str(exe),
+                      '-lpthread'], capture_output=True, text=True, check=False)
+  if r.returncode:
+    pytest.skip(f'no C++ compiler for {variant}: {r.stderr[-300:]}')
+  out = subprocess.run([str(exe), '0.05', '1', '2'], capture_output=True, text=True, check=True)
+  lines = out.stdout.splitlines()
+  assert [l.split()[0] for l in lines] == ['conv2', 'conv3', 'conv4', 'conv5', 'conv6', 'conv7',
+                                           'all']
+  assert f'({variant}, 0.05 ones, 2 samples, min of 1)' in lines[-1]
+  bad = subprocess.run([str(exe), '2'], capture_output=True, text=True, check=False)
+  assert bad.returncode == 2 and 'usage:' in bad.stderr

@@ -1,5 +1,6 @@
 // What the kernels' self-tests share (each .cc exports one, run by kernels/build.py before the
-// library is used): small pseudo-random operands and a comparison with a reference in double.
+// library is used): small pseudo-random operands, the loop nest of a direct 3x3 convolution and a
+// comparison with a reference in double.
 #ifndef BNTT_JAX_KERNELS_SELFTEST_H_
 #define BNTT_JAX_KERNELS_SELFTEST_H_
 
@@ -38,6 +39,21 @@ class Lcg {
  private:
   uint64_t s_;
 };
+
+// f(p, q, tap) for each output pixel p and each of its 3x3 neighbours q inside the image of a
+// 'SAME' convolution over n samples of h x w pixels (flat pixel indices; tap = 3 (di + 1) +
+// (dj + 1)): the loop nest of the self-tests' direct convolutions.
+template <typename F>
+inline void ForEachTap(int64_t n, int64_t h, int64_t w, F&& f) {
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t i = 0; i < h; ++i)
+      for (int64_t j = 0; j < w; ++j)
+        for (int tap = 0; tap < 9; ++tap) {
+          const int64_t ii = i + tap / 3 - 1, jj = j + tap % 3 - 1;
+          if (ii >= 0 && ii < h && jj >= 0 && jj < w)
+            f((b * h + i) * w + j, (b * h + ii) * w + jj, tap);
+        }
+}
 
 // True when max|got - want| <= tol * max(1, max|want|); else false, with why in msg.
 inline bool Close(const std::vector<float>& got, const std::vector<double>& want, double tol,

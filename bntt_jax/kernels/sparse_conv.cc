@@ -316,22 +316,16 @@ void Reference(const std::vector<float>& x, const std::vector<float>& w,
                std::vector<double>* dw) {
   y->assign(s.n * s.h * s.w * s.d, 0.0);
   dw->assign(9 * s.c * s.d, 0.0);
-  for (int64_t n = 0; n < s.n; ++n)
-    for (int64_t i = 0; i < s.h; ++i)
-      for (int64_t j = 0; j < s.w; ++j)
-        for (int tap = 0; tap < 9; ++tap) {
-          const int64_t ii = i + tap / 3 - 1, jj = j + tap % 3 - 1;
-          if (ii < 0 || ii >= s.h || jj < 0 || jj >= s.w) continue;
-          const float* xq = x.data() + ((n * s.h + ii) * s.w + jj) * s.c;
-          const int64_t p = (n * s.h + i) * s.w + j;
-          for (int64_t c = 0; c < s.c; ++c) {
-            if (xq[c] == 0.f) continue;
-            for (int64_t d = 0; d < s.d; ++d) {
-              (*y)[p * s.d + d] += double(xq[c]) * w[(tap * s.c + c) * s.d + d];
-              (*dw)[(tap * s.c + c) * s.d + d] += double(xq[c]) * dy[p * s.d + d];
-            }
-          }
-        }
+  bntt::ForEachTap(s.n, s.h, s.w, [&](int64_t p, int64_t q, int tap) {
+    const float* xq = x.data() + q * s.c;
+    for (int64_t c = 0; c < s.c; ++c) {
+      if (xq[c] == 0.f) continue;
+      for (int64_t d = 0; d < s.d; ++d) {
+        (*y)[p * s.d + d] += double(xq[c]) * w[(tap * s.c + c) * s.d + d];
+        (*dw)[(tap * s.c + c) * s.d + d] += double(xq[c]) * dy[p * s.d + d];
+      }
+    }
+  });
 }
 
 bool SelfTest(char* msg, int len) {

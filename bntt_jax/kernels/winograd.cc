@@ -234,19 +234,14 @@ ffi::Error ConvImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
 std::vector<double> Reference(const std::vector<float>& x, const std::vector<float>& w,
                               bool transpose, const Geometry& s) {
   std::vector<double> y(s.n * s.h * s.w * s.c, 0.0);
-  for (int64_t n = 0; n < s.n; ++n)
-    for (int64_t i = 0; i < s.h; ++i)
-      for (int64_t j = 0; j < s.w; ++j)
-        for (int tap = 0; tap < 9; ++tap) {
-          const int64_t ii = i + tap / 3 - 1, jj = j + tap % 3 - 1;
-          if (ii < 0 || ii >= s.h || jj < 0 || jj >= s.w) continue;
-          const float* xq = x.data() + ((n * s.h + ii) * s.w + jj) * s.k;
-          double* yq = y.data() + ((n * s.h + i) * s.w + j) * s.c;
-          for (int64_t k = 0; k < s.k; ++k)
-            for (int64_t c = 0; c < s.c; ++c)
-              yq[c] += double(xq[k]) * (transpose ? w[((8 - tap) * s.c + c) * s.k + k]
-                                                  : w[(tap * s.k + k) * s.c + c]);
-        }
+  bntt::ForEachTap(s.n, s.h, s.w, [&](int64_t p, int64_t q, int tap) {
+    const float* xq = x.data() + q * s.k;
+    double* yp = y.data() + p * s.c;
+    for (int64_t k = 0; k < s.k; ++k)
+      for (int64_t c = 0; c < s.c; ++c)
+        yp[c] += double(xq[k]) * (transpose ? w[((8 - tap) * s.c + c) * s.k + k]
+                                            : w[(tap * s.k + k) * s.c + c]);
+  });
   return y;
 }
 
