@@ -183,8 +183,9 @@ struct ChannelLists {
 };
 
 // acc[tap, c, db:db+kV*kWidth] += sum over the nonzeros x[q, c] of x[q, c] * dy[q - tap, same],
-// for one group of samples (ChannelLists). dyp is the group's dy block on the zero-padded grid (so a neighbour outside
-// the image reads zeros); the sums build up in kV registers per (tap, c): only loads and adds.
+// for one group of samples (ChannelLists). dyp is the group's dy block on the zero-padded grids
+// (so a neighbour outside the image reads zeros); the sums build up in kV registers per (tap, c):
+// only loads and adds.
 template <int kV, bool kBinary>
 void WeightGradGroup(const ChannelLists& l, const float* dyp, float* acc, int64_t db,
                      const Shape& s) {
@@ -239,7 +240,8 @@ void WeightGrad(const float* x, const float* dy, float* dw, const Shape& s) {
   for (auto& a : acc) a = bntt::Zeroed(size);
   std::vector<ChannelLists> lists(NumThreads());
   std::vector<Aligned> pad;
-  for (int t = 0; t < NumThreads(); ++t) pad.push_back(bntt::Zeroed(most * grid * bw));   // the borders stay zero
+  for (int t = 0; t < NumThreads(); ++t)   // the borders stay zero
+    pad.push_back(bntt::Zeroed(most * grid * bw));
   ParallelFor(chunks * blocks, [&](int64_t item, int t) {
     const int64_t db = item / chunks * bw, chunk = item % chunks;
     ChannelLists& l = lists[t];
