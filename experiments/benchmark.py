@@ -46,6 +46,9 @@ one untimed pass after its timed steps.
 (``$BNTT_KERNEL_ISA``, :mod:`bntt_jax.kernels.build`), each in the alternation and with its
 own ratio lines (``kernel_isa``): on an AVX-512 host the AVX2 build, which holds no AVX-512
 instruction, times what an AVX2-only CPU runs (the peers' libraries still use AVX-512 there).
+``--cpu-isa=avx2`` limits both sides to AVX2 (:func:`cpu_isa_env`: our avx2 kernels and XLA's
+AVX2 code, the peers' PyTorch, oneDNN and MKL), as on a CPU without AVX-512; its lines carry
+``cpu_isa``. ``experiments/benchmark_table.py`` turns a run's lines into the README's table.
 
 A training step here is what ``bntt_jax.train`` does: forward, backward,
 SGD-momentum update, running-statistics update, on random inputs uniform in
