@@ -16,12 +16,15 @@ from bntt_jax import config_lib
 from bntt_jax.errors import ConfigError, DataError
 
 _A_RUN = 'a run directory (python -m bntt_jax.main --workdir=DIR writes one)'
-LOCK_NAME = '.lock'   # bntt_jax.runlock's (which imports JAX)
+# Names in a workdir, defined here for the modules that write them (which import JAX):
+LOCK_NAME = '.lock'            # bntt_jax.runlock
+STEPS_FILE = 'steps.jsonl'     # bntt_jax.train's per-step rows
+FAILED_FILE = 'failed.json'    # experiments/reproduce.py's record of a run that diverged
 # What bntt_jax writes in a workdir (training, python -m bntt_jax.analyze, experiments/
 # reproduce.py): a directory holding anything else and no config.json is not a run's.
-RUN_ENTRIES = frozenset({'config.json', 'metrics.jsonl', 'steps.jsonl', 'summary.json',
+RUN_ENTRIES = frozenset({'config.json', 'metrics.jsonl', STEPS_FILE, 'summary.json',
                          'checkpoints', 'checkpoints_damaged', LOCK_NAME, 'report.json',
-                         'report.md', 'plots', 'failed.json'})
+                         'report.md', 'plots', FAILED_FILE})
 EVENTS_PREFIX = 'events.out.tfevents.'
 
 

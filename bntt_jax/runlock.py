@@ -27,9 +27,10 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
+from bntt_jax import records
 from bntt_jax.errors import ConfigError
 
-LOCK_NAME = '.lock'
+LOCK_NAME = records.LOCK_NAME
 
 
 def start_ticks(pid: int) -> Optional[int]:

@@ -55,6 +55,7 @@ from bntt_jax import metrics as metrics_lib
 from bntt_jax import network
 from bntt_jax import optim
 from bntt_jax import preemption
+from bntt_jax import records
 from bntt_jax import run_lib
 from bntt_jax import runlock
 from bntt_jax import sharding
@@ -68,7 +69,7 @@ Array = jax.Array
 # Keys of the per-step training metrics that are sums over the batch.
 _TRAIN_SUMS = ('loss', 'correct', 'count')
 # A row per host sync (``train.log_every_steps``), beside the per-epoch ``metrics.jsonl``.
-STEPS_FILE = 'steps.jsonl'
+STEPS_FILE = records.STEPS_FILE
 
 
 class TrainState(train_state.TrainState):

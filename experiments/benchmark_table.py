@@ -72,9 +72,8 @@ def rows(records: list) -> list:
 
 def markdown(table: list) -> str:
   """``rows(...)`` as a markdown table."""
-  names = [p for p in PEER_ORDER if any(p in r['peers'] for r in table)]
-  names += [p for r in table for p in r['peers'] if p not in names]
-  names = list(dict.fromkeys(names))
+  seen = [p for r in table for p in r['peers']]
+  names = list(dict.fromkeys([p for p in PEER_ORDER if p in seen] + seen))
   head = (['batch', 'firing per step (ours: least-most)', 'kernels', 'bntt_jax'] + names +
           ['ratio to the strongest (each repeat)', 'bntt_jax peak MB', "strongest's peak MB"])
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]

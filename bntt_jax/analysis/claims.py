@@ -17,6 +17,7 @@ import numpy as np
 
 from bntt_jax import files
 from bntt_jax import metrics as metrics_lib
+from bntt_jax import records
 from bntt_jax.analysis import plots
 from bntt_jax.errors import ConfigError, DataError
 
@@ -41,7 +42,7 @@ RUNS: Dict[str, Dict[str, object]] = {
 ABLATIONS = ('bntt_wd0', 'bntt_wd1e-2')
 # The default set, in the order they train (the claims' subject first).
 RUN_NAMES = ('bntt', 'none', 'ann', 'bntt_t10', 'bntt_t5', 'bn', 'tdbn', 'tebn')
-FAILED_FILE = 'failed.json'
+FAILED_FILE = records.FAILED_FILE
 # Runs whose robustness is measured (the claim: BNTT against the ANN twin and the baseline).
 ROBUST_RUNS = ('bntt', 'none', 'ann')
 ROBUSTNESS = {'noise_sigmas': '(0.0,0.1,0.2)', 'fgsm_epsilons': '(0.0,0.02,0.05)',
